@@ -1,0 +1,1 @@
+"""Marketplace Health Platform: the `mhp` command and cross-cutting plumbing."""
