@@ -1,0 +1,440 @@
+"""Data-quality gates: run a GX suite over a DataFrame, stop the pipeline on failure.
+
+Two engines evaluate the same ``gx.ExpectationSuite`` and report through the
+same ``GateResult``:
+
+* ``gx``     - Great Expectations itself on pandas (moderate sizes).
+* ``duckdb`` - each expectation of the suite translated to SQL aggregates, one
+  scan per distinct row condition. GX on pandas spends seconds per expectation
+  on millions of rows (a 230-expectation event suite would take many minutes),
+  DuckDB runs the whole suite in seconds. Only the expectation types the suite
+  builders emit are translated; anything else falls back to GX.
+
+``engine="auto"`` picks GX up to ``GX_MAX_ROWS`` rows, DuckDB above.
+"""
+from __future__ import annotations
+
+import html
+import math
+import time
+from dataclasses import dataclass, field
+from datetime import date, datetime
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+import pandas as pd
+
+from validation import _gx
+
+GX_MAX_ROWS = 200_000
+SAMPLE_ROWS = 5
+
+
+class DataQualityError(Exception):
+    """A gate failed; ``result`` holds every outcome, the message lists the failures."""
+
+    def __init__(self, result: "GateResult"):
+        self.result = result
+        super().__init__(result.summary())
+
+
+@dataclass
+class ExpectationOutcome:
+    expectation_type: str
+    column: str | None           # "a, b" for column-pair / compound expectations
+    condition: str | None        # the row condition, readable ("event_type == 'login'")
+    success: bool
+    observed: str                # one-line summary of what was seen
+    unexpected_count: int | None = None
+    element_count: int | None = None
+    sample_values: list = field(default_factory=list)
+    sample_rows: list[dict] = field(default_factory=list)
+    why: str = ""
+    kwargs: dict = field(default_factory=dict)
+    error: str | None = None
+
+    def describe(self) -> str:
+        where = f" where {self.condition}" if self.condition else ""
+        col = f" column={self.column}" if self.column else ""
+        return f"{self.expectation_type}{col}{where}: {self.observed}" + (f"  ({self.why})" if self.why else "")
+
+
+@dataclass
+class GateResult:
+    suite_name: str
+    success: bool
+    engine: str
+    row_count: int
+    outcomes: list[ExpectationOutcome]
+    seconds: float
+    report_path: str | None = None
+
+    @property
+    def failures(self) -> list[ExpectationOutcome]:
+        return [o for o in self.outcomes if not o.success]
+
+    def summary(self, max_failures: int = 25) -> str:
+        fails = self.failures
+        if not fails:
+            return (f"data-quality gate {self.suite_name!r} passed: {len(self.outcomes)} expectations "
+                    f"on {self.row_count:,} rows ({self.engine}, {self.seconds:.2f}s)")
+        lines = [f"data-quality gate {self.suite_name!r} failed: {len(fails)} of {len(self.outcomes)} "
+                 f"expectations failed on {self.row_count:,} rows ({self.engine}, {self.seconds:.2f}s)"]
+        for o in fails[:max_failures]:
+            lines.append(f"  - {o.describe()}")
+            for r in o.sample_rows[:3]:
+                lines.append("      offending row: " + ", ".join(f"{k}={_short(v)}" for k, v in r.items()))
+        if len(fails) > max_failures:
+            lines.append(f"  ... and {len(fails) - max_failures} more")
+        if self.report_path:
+            lines.append(f"report: {self.report_path}")
+        return "\n".join(lines)
+
+
+def run_gate(suite_name: str, df: pd.DataFrame, suite, *, key_columns: Sequence[str] | None = None,
+             report_path: str | Path | None = None, engine: str = "auto",
+             raise_on_failure: bool = True) -> GateResult:
+    """Validate ``df`` against ``suite``; write the HTML report; raise DataQualityError on failure."""
+    if engine not in ("auto", "gx", "duckdb"):
+        raise ValueError(f"engine: expected 'auto', 'gx' or 'duckdb', got {engine!r}")
+    if engine == "auto":
+        engine = "gx" if len(df) <= GX_MAX_ROWS else "duckdb"
+    keys = [k for k in (key_columns or suite.meta.get("key_columns") or []) if k in df.columns]
+    t0 = time.perf_counter()
+    outcomes = _run_gx(df, suite, keys) if engine == "gx" else _run_duckdb(df, suite, keys)
+    result = GateResult(suite_name=suite_name, success=all(o.success for o in outcomes), engine=engine,
+                        row_count=len(df), outcomes=outcomes, seconds=time.perf_counter() - t0)
+    if report_path is not None:
+        from validation.report import write_report
+
+        result.report_path = str(write_report(result, report_path))
+    if raise_on_failure and not result.success:
+        raise DataQualityError(result)
+    return result
+
+
+# --------------------------------------------------------------------------- shared helpers
+
+def _short(v: Any, n: int = 60) -> str:
+    s = repr(v.isoformat() if isinstance(v, (datetime, pd.Timestamp)) else v)
+    return s if len(s) <= n else s[: n - 3] + "..."
+
+
+def _plain(v: Any) -> Any:
+    """JSON/HTML-friendly scalar."""
+    if isinstance(v, (np.generic,)):
+        v = v.item()
+    if isinstance(v, float) and math.isnan(v):
+        return None
+    if v is pd.NaT:
+        return None
+    if isinstance(v, (pd.Timestamp, datetime, date)):
+        return v.isoformat()
+    return v
+
+
+def _condition_text(cond: Any) -> str | None:
+    if cond is None:
+        return None
+    d = cond if isinstance(cond, dict) else cond.dict() if hasattr(cond, "dict") else {"type": "raw", "v": str(cond)}
+    t = d.get("type")
+    if t == "comparison":
+        op = {"IN": "in", "NOT_IN": "not in"}.get(str(d["operator"]), str(d["operator"]))
+        return f"{d['column']['name']} {op} {d['parameter']!r}"
+    if t in ("and", "or"):
+        return f" {t} ".join(f"({_condition_text(c)})" for c in d["conditions"])
+    if t == "pass_through":
+        return d.get("pass_through_filter")
+    return str(cond)
+
+
+def _config_parts(exp) -> tuple[str, dict, dict]:
+    cfg = exp.configuration.to_json_dict()
+    return cfg["type"], cfg["kwargs"], cfg.get("meta") or {}
+
+
+def _column_of(kwargs: dict) -> str | None:
+    if "column" in kwargs:
+        return kwargs["column"]
+    if "column_A" in kwargs:
+        return f"{kwargs['column_A']}, {kwargs['column_B']}"
+    if "column_list" in kwargs:
+        return ", ".join(kwargs["column_list"])
+    return None
+
+
+def _unexpected_summary(unexpected: int, total: int, values: list) -> str:
+    pct = 100.0 * unexpected / total if total else 0.0
+    s = f"{unexpected:,} unexpected of {total:,} ({pct:.3g}%)"
+    if values:
+        s += "; e.g. " + ", ".join(_short(_plain(v), 30) for v in values[:5])
+    return s
+
+
+# --------------------------------------------------------------------------- GX engine
+
+def _run_gx(df: pd.DataFrame, suite, keys: list[str]) -> list[ExpectationOutcome]:
+    ctx = _gx.get_context()
+    name = f"gate_{id(df)}_{time.perf_counter_ns()}"
+    source = ctx.data_sources.add_pandas(name)
+    try:
+        batch = source.add_dataframe_asset("frame").add_batch_definition_whole_dataframe("whole").get_batch(
+            batch_parameters={"dataframe": df})
+        fmt: dict[str, Any] = {"result_format": "SUMMARY", "partial_unexpected_count": SAMPLE_ROWS}
+        if keys:
+            fmt["unexpected_index_column_names"] = keys
+        validation = batch.validate(suite, result_format=fmt)
+    finally:
+        ctx.data_sources.delete(name)
+    return [_outcome_from_gx(r) for r in validation.results]
+
+
+def _outcome_from_gx(r) -> ExpectationOutcome:
+    cfg = r.expectation_config.to_json_dict()
+    etype, kwargs, meta = cfg["type"], cfg["kwargs"], cfg.get("meta") or {}
+    res = r.result or {}
+    exc = (r.exception_info or {}) if hasattr(r, "exception_info") else {}
+    error = exc.get("exception_message") if exc.get("raised_exception") else None
+    if error:
+        observed = f"error: {error}"
+    elif "observed_value" in res:
+        observed = f"observed {_short(_plain(res['observed_value']))}"
+        if etype == "expect_table_row_count_to_be_between":
+            observed = f"observed {res['observed_value']:,} rows"
+    elif "unexpected_count" in res:
+        observed = _unexpected_summary(res["unexpected_count"] or 0, res.get("element_count") or 0,
+                                       res.get("partial_unexpected_list") or [])
+    else:
+        observed = "passed" if r.success else "failed"
+    rows = [{k: _plain(v) for k, v in row.items()} for row in (res.get("partial_unexpected_index_list") or [])
+            if isinstance(row, dict)]
+    return ExpectationOutcome(
+        expectation_type=etype, column=_column_of(kwargs), condition=_condition_text(kwargs.get("row_condition")),
+        success=bool(r.success), observed=observed, unexpected_count=res.get("unexpected_count"),
+        element_count=res.get("element_count"), sample_values=[_plain(v) for v in res.get("partial_unexpected_list") or []],
+        sample_rows=rows[:SAMPLE_ROWS], why=meta.get("why", ""), kwargs=kwargs, error=error)
+
+
+# --------------------------------------------------------------------------- DuckDB engine
+
+def _q(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
+
+
+def _lit(v: Any) -> str:
+    if v is None:
+        return "NULL"
+    if isinstance(v, bool):
+        return "TRUE" if v else "FALSE"
+    if isinstance(v, (int, float, np.integer, np.floating)):
+        return repr(float(v)) if isinstance(v, (float, np.floating)) else str(int(v))
+    if isinstance(v, (datetime, pd.Timestamp)):
+        ts = pd.Timestamp(v)
+        return f"TIMESTAMPTZ '{ts.isoformat()}'" if ts.tzinfo else f"TIMESTAMP '{ts.isoformat()}'"
+    if isinstance(v, str):
+        # GX serialises datetimes in kwargs as ISO strings
+        return "'" + v.replace("'", "''") + "'"
+    raise TypeError(f"no SQL literal for {v!r}")
+
+
+def _cond_sql(d: dict | None) -> str:
+    if not d:
+        return "TRUE"
+    t = d.get("type")
+    if t == "comparison":
+        col, op, p = _q(d["column"]["name"]), str(d["operator"]), d["parameter"]
+        if op == "IN":
+            return f"{col} IN ({', '.join(_lit(x) for x in p)})"
+        if op == "NOT_IN":  # pandas keeps nulls for "not in"
+            return f"coalesce({col} NOT IN ({', '.join(_lit(x) for x in p)}), TRUE)"
+        if op == "!=":  # pandas: NaN != x is True
+            return f"({col} IS DISTINCT FROM {_lit(p)})"
+        return f"({col} {op} {_lit(p)})"
+    if t in ("and", "or"):
+        return "(" + f" {t.upper()} ".join(_cond_sql(c) for c in d["conditions"]) + ")"
+    raise NotImplementedError(f"row condition {d!r}")
+
+
+def _dtype_ok(series: pd.Series, type_list: list[str]) -> tuple[bool, str, list]:
+    """GX's in_type_list semantics: the dtype name, or per-value Python types for object columns."""
+    name = str(series.dtype)
+    if name != "object":
+        ok = name in type_list or type(series.dtype).__name__ in type_list
+        return ok, name, []
+    py_names = set(type_list) & {"str", "int", "float", "bool", "object"}
+    if "object" in type_list:
+        return True, name, []
+    values = series.dropna()
+    bad = values[~values.map(lambda x: type(x).__name__ in py_names)]
+    return bad.empty, f"object with {len(bad):,} values of other types", bad.head(SAMPLE_ROWS).tolist()
+
+
+_ROW_LEVEL = {
+    "expect_column_values_to_not_be_null", "expect_column_values_to_be_null", "expect_column_values_to_be_in_set",
+    "expect_column_values_to_be_between", "expect_column_value_lengths_to_be_between",
+    "expect_column_values_to_match_regex", "expect_column_pair_values_a_to_be_greater_than_b",
+}
+
+
+def _violation_sql(etype: str, kw: dict, df: pd.DataFrame) -> str:
+    if etype == "expect_column_pair_values_a_to_be_greater_than_b":
+        a, b = _q(kw["column_A"]), _q(kw["column_B"])
+        op = ">=" if kw.get("or_equal") else ">"
+        return f"({a} IS NOT NULL AND {b} IS NOT NULL AND NOT ({a} {op} {b}))"
+    c = _q(kw["column"])
+    if etype == "expect_column_values_to_not_be_null":
+        return f"({c} IS NULL)"
+    if etype == "expect_column_values_to_be_null":
+        return f"({c} IS NOT NULL)"
+    if etype == "expect_column_values_to_be_in_set":
+        series = df[kw["column"]]
+        values = kw["value_set"]
+        if pd.api.types.is_bool_dtype(series):
+            values = [v for v in values if isinstance(v, bool) or v in (0, 1)]
+            values = sorted({bool(v) for v in values})
+        elif pd.api.types.is_numeric_dtype(series):
+            values = [v for v in values if isinstance(v, (int, float)) and not isinstance(v, str)]
+        else:
+            values = [str(v) for v in values]
+        if not values:
+            return f"({c} IS NOT NULL)"
+        return f"({c} IS NOT NULL AND {c} NOT IN ({', '.join(_lit(v) for v in values)}))"
+    if etype == "expect_column_values_to_be_between":
+        parts = []
+        if kw.get("min_value") is not None:
+            parts.append(f"{c} {'<=' if kw.get('strict_min') else '<'} {_bound(kw['min_value'], df[kw['column']])}")
+        if kw.get("max_value") is not None:
+            parts.append(f"{c} {'>=' if kw.get('strict_max') else '>'} {_bound(kw['max_value'], df[kw['column']])}")
+        return f"({c} IS NOT NULL AND ({' OR '.join(parts) or 'FALSE'}))"
+    if etype == "expect_column_value_lengths_to_be_between":
+        parts = []
+        if kw.get("min_value") is not None:
+            parts.append(f"length({c}) < {int(kw['min_value'])}")
+        if kw.get("max_value") is not None:
+            parts.append(f"length({c}) > {int(kw['max_value'])}")
+        return f"({c} IS NOT NULL AND ({' OR '.join(parts) or 'FALSE'}))"
+    if etype == "expect_column_values_to_match_regex":
+        return f"({c} IS NOT NULL AND NOT regexp_matches({c}, {_lit(kw['regex'])}))"
+    raise NotImplementedError(etype)
+
+
+def _bound(v: Any, series: pd.Series) -> str:
+    if isinstance(series.dtype, pd.DatetimeTZDtype) or pd.api.types.is_datetime64_any_dtype(series):
+        ts = pd.Timestamp(v)
+        if ts.tzinfo is None and isinstance(series.dtype, pd.DatetimeTZDtype):
+            ts = ts.tz_localize("UTC")
+        return _lit(ts)
+    return _lit(v)
+
+
+def _run_duckdb(df: pd.DataFrame, suite, keys: list[str]) -> list[ExpectationOutcome]:
+    import duckdb
+
+    con = duckdb.connect()
+    con.register("t", df)
+    n_rows = len(df)
+    exps = [(i, *_config_parts(e)) for i, e in enumerate(suite.expectations)]
+    outcomes: dict[int, ExpectationOutcome] = {}
+    bad_columns: set[str] = set()
+    row_level: dict[str, list[tuple[int, str, dict, dict, str]]] = {}
+    gx_fallback = []
+
+    def outcome(i, etype, kw, meta, success, observed, **extra):
+        outcomes[i] = ExpectationOutcome(expectation_type=etype, column=_column_of(kw),
+                                         condition=_condition_text(kw.get("row_condition")), success=success,
+                                         observed=observed, why=meta.get("why", ""), kwargs=kw, **extra)
+
+    # Columns and types first: a column missing or of the wrong type cannot be checked further.
+    for i, etype, kw, meta in exps:
+        if etype == "expect_column_to_exist":
+            ok = kw["column"] in df.columns
+            outcome(i, etype, kw, meta, ok, "present" if ok else "column is missing")
+            if not ok:
+                bad_columns.add(kw["column"])
+        elif etype == "expect_column_values_to_be_in_type_list" and kw["column"] in df.columns:
+            ok, observed, sample = _dtype_ok(df[kw["column"]], kw["type_list"])
+            outcome(i, etype, kw, meta, ok, f"observed {observed}", sample_values=[_plain(v) for v in sample])
+            if not ok:
+                bad_columns.add(kw["column"])
+    for i, etype, kw, meta in exps:
+        if i in outcomes:
+            continue
+        used = [c for k in ("column", "column_A", "column_B") if (c := kw.get(k))] + list(kw.get("column_list", []))
+        cond = kw.get("row_condition")
+        if cond and cond.get("type") == "pass_through":
+            gx_fallback.append(i)
+            continue
+        skipped = [c for c in used if c in bad_columns or c not in df.columns]
+        if skipped:
+            outcome(i, etype, kw, meta, False, f"not evaluated: column {skipped[0]!r} is missing or mistyped",
+                    error="column missing or mistyped")
+            continue
+        if etype in _ROW_LEVEL:
+            row_level.setdefault(_cond_sql(cond), []).append((i, etype, kw, meta, _violation_sql(etype, kw, df)))
+        elif etype in ("expect_column_values_to_be_unique", "expect_compound_columns_to_be_unique"):
+            _unique(con, i, etype, kw, meta, keys, outcome)
+        elif etype == "expect_table_row_count_to_be_between":
+            n = con.execute(f"SELECT count(*) FROM t WHERE {_cond_sql(cond)}").fetchone()[0]
+            ok = (kw.get("min_value") is None or n >= kw["min_value"]) and (
+                kw.get("max_value") is None or n <= kw["max_value"])
+            outcome(i, etype, kw, meta, ok, f"observed {n:,} rows")
+        elif etype == "expect_column_mean_to_be_between":
+            m = con.execute(f"SELECT avg({_q(kw['column'])}::DOUBLE) FROM t WHERE {_cond_sql(cond)}").fetchone()[0]
+            ok = m is not None and (kw.get("min_value") is None or m >= kw["min_value"]) and (
+                kw.get("max_value") is None or m <= kw["max_value"])
+            outcome(i, etype, kw, meta, ok, f"observed mean {m:.4g}" if m is not None else "observed no values")
+        else:
+            gx_fallback.append(i)
+
+    # One scan per distinct row condition computes every row-level check under it.
+    for cond_sql, items in row_level.items():
+        aggs = ", ".join(f"count(*) FILTER (WHERE {v})" for (_, _, _, _, v) in items)
+        counts = con.execute(f"SELECT count(*), {aggs} FROM t WHERE {cond_sql}").fetchone()
+        total = counts[0]
+        for (i, etype, kw, meta, viol), unexpected in zip(items, counts[1:]):
+            rows, values = [], []
+            if unexpected:
+                shown = list(dict.fromkeys([*keys, *_used_columns(kw)]))
+                sample = con.execute(f"SELECT {', '.join(_q(c) for c in shown)} FROM t "
+                                     f"WHERE {cond_sql} AND {viol} LIMIT {SAMPLE_ROWS}").fetchdf()
+                rows = [{k: _plain(v) for k, v in r.items()} for r in sample.to_dict("records")]
+                if "column" in kw:
+                    values = [r.get(kw["column"]) for r in rows]
+            outcome(i, etype, kw, meta, unexpected == 0, _unexpected_summary(unexpected, total, values),
+                    unexpected_count=int(unexpected), element_count=int(total), sample_values=values,
+                    sample_rows=rows)
+    if gx_fallback:
+        import great_expectations as gx
+
+        sub = gx.ExpectationSuite(name=f"{suite.name}_fallback")
+        for i in gx_fallback:
+            sub.add_expectation(suite.expectations[i].copy() if hasattr(suite.expectations[i], "copy")
+                                else suite.expectations[i])
+        for i, o in zip(gx_fallback, _run_gx(df, sub, keys)):
+            outcomes[i] = o
+    con.close()
+    return [outcomes[i] for i, *_ in exps]
+
+
+def _used_columns(kw: dict) -> list[str]:
+    return [c for k in ("column", "column_A", "column_B") if (c := kw.get(k))] + list(kw.get("column_list", []))
+
+
+def _unique(con, i, etype, kw, meta, keys, outcome) -> None:
+    cols = [kw["column"]] if "column" in kw else list(kw["column_list"])
+    qcols = ", ".join(_q(c) for c in cols)
+    not_null = " AND ".join(f"{_q(c)} IS NOT NULL" for c in cols)
+    dup_sql = f"SELECT {qcols}, count(*) AS n FROM t WHERE {not_null} GROUP BY ALL HAVING count(*) > 1"
+    total, unexpected = con.execute(
+        f"SELECT (SELECT count(*) FROM t WHERE {not_null}), coalesce((SELECT sum(n) FROM ({dup_sql})), 0)").fetchone()
+    rows, values = [], []
+    if unexpected:
+        shown = list(dict.fromkeys([*keys, *cols]))
+        join = " AND ".join(f"t.{_q(c)} = d.{_q(c)}" for c in cols)
+        sample = con.execute(f"SELECT {', '.join('t.' + _q(c) for c in shown)} FROM t JOIN ({dup_sql}) d ON {join} "
+                             f"ORDER BY {', '.join('t.' + _q(c) for c in cols)} LIMIT {SAMPLE_ROWS}").fetchdf()
+        rows = [{k: _plain(v) for k, v in r.items()} for r in sample.to_dict("records")]
+        values = [r[cols[0]] for r in rows] if len(cols) == 1 else []
+    outcome(i, etype, kw, meta, unexpected == 0, _unexpected_summary(int(unexpected), int(total), values),
+            unexpected_count=int(unexpected), element_count=int(total), sample_values=values, sample_rows=rows)
