@@ -1,0 +1,280 @@
+"""Evaluation on the later-in-time test split, side by side with the simulator's oracle.
+
+Per binary task: ROC-AUC, PR-AUC (average precision), Brier score and a 10-bin
+calibration table; for the health score: R^2 and MAE. Every metric is computed for
+the model, for the oracle's own predictions on the same rows (the ceiling: DESIGN
+§4.11) with the model/oracle ratio, and for single-task baselines on the same
+preprocessed inputs: a linear model per task (logistic regression / ridge) and a
+single-task net built from our model code with one head. The gap between the
+multi-task net and the single-task nets is what the shared trunk buys.
+"""
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Mapping
+
+import numpy as np
+
+from training.model import BINARY_HEADS, HEAD_LABELS, HEADS, TrainConfig, predict, train_multitask
+
+#: head -> oracle column in the dataset
+ORACLE_COLUMNS = {"churn_risk_30d": "oracle_churn_30d", "ib_call_risk_14d": "oracle_ib_calls_14d",
+                  "customer_health_score": "oracle_health_score"}
+BINARY_METRICS = ("auc", "pr_auc", "brier")
+REGRESSION_METRICS = ("r2", "mae")
+#: metrics where lower is better (their model/oracle ratio reads inversely)
+LOWER_IS_BETTER = {"brier", "mae"}
+
+
+def binary_metrics(y: np.ndarray, p: np.ndarray) -> dict[str, float]:
+    from sklearn.metrics import average_precision_score, brier_score_loss, roc_auc_score
+
+    y = np.asarray(y, dtype=float)
+    p = np.asarray(p, dtype=float)
+    ok = ~np.isnan(y) & ~np.isnan(p)
+    y, p = y[ok], p[ok]
+    both = len(np.unique(y)) == 2  # AUCs are undefined with one class
+    return {"auc": float(roc_auc_score(y, p)) if both else float("nan"),
+            "pr_auc": float(average_precision_score(y, p)) if both else float("nan"),
+            "brier": float(brier_score_loss(y, p)) if len(y) else float("nan"),
+            "prevalence": float(y.mean()) if len(y) else float("nan"),
+            "mean_prediction": float(p.mean()) if len(p) else float("nan"), "n": int(len(y))}
+
+
+def calibration_table(y: np.ndarray, p: np.ndarray, n_bins: int = 10) -> list[dict[str, float]]:
+    """Equal-width probability bins: count, mean predicted, observed rate per bin."""
+    y = np.asarray(y, dtype=float)
+    p = np.asarray(p, dtype=float)
+    edges = np.linspace(0.0, 1.0, n_bins + 1)
+    idx = np.clip(np.digitize(p, edges[1:-1], right=False), 0, n_bins - 1)
+    rows = []
+    for b in range(n_bins):
+        m = idx == b
+        rows.append({"bin": b, "lo": float(edges[b]), "hi": float(edges[b + 1]), "count": int(m.sum()),
+                     "mean_predicted": float(p[m].mean()) if m.any() else float("nan"),
+                     "observed_rate": float(y[m].mean()) if m.any() else float("nan")})
+    return rows
+
+
+def regression_metrics(y: np.ndarray, s: np.ndarray) -> dict[str, float]:
+    from sklearn.metrics import mean_absolute_error, r2_score
+
+    y = np.asarray(y, dtype=float)
+    s = np.asarray(s, dtype=float)
+    ok = ~np.isnan(y) & ~np.isnan(s)
+    return {"r2": float(r2_score(y[ok], s[ok])) if ok.sum() > 1 else float("nan"),
+            "mae": float(mean_absolute_error(y[ok], s[ok])) if ok.any() else float("nan"), "n": int(ok.sum())}
+
+
+def _task_metrics(head: str, y: np.ndarray, pred: np.ndarray) -> dict[str, float]:
+    return binary_metrics(y, pred) if head in BINARY_HEADS else regression_metrics(y, pred)
+
+
+@dataclass
+class Evaluation:
+    """metrics[head][source] -> metric dict; sources: model, oracle, and the baselines."""
+
+    n_test: int
+    metrics: dict[str, dict[str, dict[str, float]]]
+    calibration: dict[str, dict[str, list[dict[str, float]]]]
+    labels: dict[str, np.ndarray] = field(repr=False)
+    predictions: dict[str, dict[str, np.ndarray]] = field(repr=False)
+
+    def ratio(self, head: str, metric: str, source: str = "model") -> float:
+        a = self.metrics[head].get(source, {}).get(metric, float("nan"))
+        b = self.metrics[head].get("oracle", {}).get(metric, float("nan"))
+        return float(a / b) if b and not math.isnan(b) and not math.isnan(a) else float("nan")
+
+    def to_dict(self) -> dict[str, Any]:
+        ratios = {h: {m: self.ratio(h, m) for m in (BINARY_METRICS if h in BINARY_HEADS else REGRESSION_METRICS)}
+                  for h in self.metrics if "oracle" in self.metrics[h]}
+        return {"n_test": self.n_test, "metrics": self.metrics, "model_over_oracle": ratios,
+                "calibration": self.calibration}
+
+
+def evaluate(model_predictions: Mapping[str, np.ndarray], test_frame: Any,
+             baselines: Mapping[str, Mapping[str, np.ndarray]] | None = None) -> Evaluation:
+    """Score the model (and the oracle columns if present, and any baselines) on the test rows."""
+    labels = {h: test_frame[HEAD_LABELS[h]].to_numpy(dtype=float) for h in HEADS}
+    sources: dict[str, dict[str, np.ndarray]] = {"model": {h: np.asarray(v, float) for h, v in model_predictions.items()}}
+    oracle = {h: test_frame[c].to_numpy(dtype=float) for h, c in ORACLE_COLUMNS.items() if c in test_frame}
+    if oracle:
+        sources["oracle"] = oracle
+    for name, preds in (baselines or {}).items():
+        sources[name] = {h: np.asarray(v, float) for h, v in preds.items()}
+    metrics: dict[str, dict[str, dict[str, float]]] = {h: {} for h in HEADS}
+    calibration: dict[str, dict[str, list[dict[str, float]]]] = {h: {} for h in BINARY_HEADS}
+    for source, preds in sources.items():
+        for h, p in preds.items():
+            metrics[h][source] = _task_metrics(h, labels[h], p)
+            if h in BINARY_HEADS and source in ("model", "oracle"):
+                calibration[h][source] = calibration_table(labels[h], p)
+    return Evaluation(len(test_frame), metrics, calibration, labels, sources)
+
+
+# --- baselines ---------------------------------------------------------------------------------
+
+def fit_baselines(x_train: np.ndarray, y_train: Mapping[str, np.ndarray], x_val: np.ndarray,
+                  y_val: Mapping[str, np.ndarray], x_test: np.ndarray, train_config: TrainConfig,
+                  single_task_nets: bool = True) -> dict[str, dict[str, np.ndarray]]:
+    """Per-task linear models and (optionally) single-task nets, on the same preprocessed inputs."""
+    from sklearn.linear_model import LogisticRegression, Ridge
+
+    linear: dict[str, np.ndarray] = {}
+    for h in HEADS:
+        y = np.asarray(y_train[h], dtype=float)
+        ok = ~np.isnan(y)
+        if h in BINARY_HEADS:
+            clf = LogisticRegression(max_iter=2000, C=1.0)
+            clf.fit(x_train[ok], y[ok].astype(int))
+            linear[h] = clf.predict_proba(x_test)[:, 1]
+        else:
+            reg = Ridge(alpha=1.0)
+            reg.fit(x_train[ok], y[ok])
+            linear[h] = np.clip(reg.predict(x_test), 0.0, 100.0)
+    out = {"linear": linear}
+    if single_task_nets:
+        single: dict[str, np.ndarray] = {}
+        for h in HEADS:
+            res = train_multitask(x_train, {h: y_train[h]}, x_val, {h: y_val[h]}, train_config, heads=(h,))
+            single[h] = predict(res.model, x_test)[h]
+        out["single_task_net"] = single
+    return out
+
+
+# --- presentation ------------------------------------------------------------------------------
+
+SOURCE_TITLES = {"model": "multi-task", "oracle": "oracle", "linear": "linear", "single_task_net": "single-task net"}
+
+
+def _fmt(v: float) -> str:
+    return "-" if v is None or (isinstance(v, float) and math.isnan(v)) else f"{v:.4f}"
+
+
+def format_table(ev: Evaluation) -> str:
+    """A fixed-width table: task x metric rows, sources as columns, model/oracle ratio."""
+    sources = [s for s in ("model", "oracle", "linear", "single_task_net") if any(s in ev.metrics[h] for h in HEADS)]
+    header = ["task", "metric"] + [SOURCE_TITLES[s] for s in sources] + (["model/oracle"] if "oracle" in sources else [])
+    rows = [header]
+    for h in HEADS:
+        for m in (BINARY_METRICS if h in BINARY_HEADS else REGRESSION_METRICS):
+            row = [h, m] + [_fmt(ev.metrics[h].get(s, {}).get(m, float("nan"))) for s in sources]
+            if "oracle" in sources:
+                row.append(_fmt(ev.ratio(h, m)))
+            rows.append(row)
+    widths = [max(len(r[i]) for r in rows) for i in range(len(header))]
+    lines = ["  ".join(c.ljust(w) if i < 2 else c.rjust(w) for i, (c, w) in enumerate(zip(r, widths))) for r in rows]
+    lines.insert(1, "  ".join("-" * w for w in widths))
+    return "\n".join(lines)
+
+
+def _markdown_table(rows: list[list[str]]) -> str:
+    out = ["| " + " | ".join(rows[0]) + " |", "|" + "|".join("---" for _ in rows[0]) + "|"]
+    out += ["| " + " | ".join(r) + " |" for r in rows[1:]]
+    return "\n".join(out)
+
+
+def write_report(ev: Evaluation, out_dir, title: str = "Model evaluation", context: Mapping[str, Any] | None = None,
+                 ) -> Path:
+    """report.md + roc.png, calibration.png, score_distributions.png + evaluation.json in out_dir."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    _plot_roc(ev, out / "roc.png")
+    _plot_calibration(ev, out / "calibration.png")
+    _plot_distributions(ev, out / "score_distributions.png")
+    (out / "evaluation.json").write_text(json.dumps(ev.to_dict(), indent=1, sort_keys=True, default=float) + "\n")
+    lines = [f"# {title}", ""]
+    for k, v in (context or {}).items():
+        lines.append(f"- **{k}**: {v}")
+    lines += [f"- **test rows**: {ev.n_test}", "", "## Metrics (test split)", "",
+              "Model/oracle is the ratio of the model's metric to the oracle's on the same rows "
+              "(for Brier and MAE lower is better, so a ratio above 1 means worse than the oracle). "
+              "`linear` is logistic regression (binary) / ridge (health); `single-task net` is the same "
+              "network with one head, trained alone: the difference to `multi-task` is what the shared trunk buys.",
+              "", "```", format_table(ev), "```", ""]
+    for h in BINARY_HEADS:
+        for source, table in ev.calibration[h].items():
+            lines += [f"### Calibration: {h} ({SOURCE_TITLES[source]})", ""]
+            rows = [["bin", "count", "mean predicted", "observed rate"]]
+            rows += [[f"{r['lo']:.1f}-{r['hi']:.1f}", str(r["count"]), _fmt(r["mean_predicted"]),
+                      _fmt(r["observed_rate"])] for r in table]
+            lines += [_markdown_table(rows), ""]
+    lines += ["## Plots", "", "![ROC](roc.png)", "", "![Calibration](calibration.png)", "",
+              "![Score distributions](score_distributions.png)", ""]
+    path = out / "report.md"
+    path.write_text("\n".join(lines))
+    return path
+
+
+def _pyplot():
+    import matplotlib
+
+    matplotlib.use("Agg")  # no display on training instances / CI
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def _plot_roc(ev: Evaluation, path: Path) -> None:
+    from sklearn.metrics import roc_curve
+
+    plt = _pyplot()
+    fig, axes = plt.subplots(1, len(BINARY_HEADS), figsize=(11, 4.5))
+    for ax, h in zip(axes, BINARY_HEADS):
+        y = ev.labels[h]
+        ok = ~np.isnan(y)
+        for source, preds in ev.predictions.items():
+            if h in preds and len(np.unique(y[ok])) == 2:
+                fpr, tpr, _ = roc_curve(y[ok], preds[h][ok])
+                ax.plot(fpr, tpr, label=f"{SOURCE_TITLES.get(source, source)} "
+                                        f"(AUC {ev.metrics[h][source]['auc']:.3f})")
+        ax.plot([0, 1], [0, 1], "k:", lw=0.8)
+        ax.set(title=h, xlabel="false positive rate", ylabel="true positive rate")
+        ax.legend(fontsize=8, loc="lower right")
+    fig.tight_layout()
+    fig.savefig(path, dpi=90)
+    plt.close(fig)
+
+
+def _plot_calibration(ev: Evaluation, path: Path) -> None:
+    plt = _pyplot()
+    fig, axes = plt.subplots(1, len(BINARY_HEADS), figsize=(11, 4.5))
+    for ax, h in zip(axes, BINARY_HEADS):
+        for source, table in ev.calibration[h].items():
+            pts = [(r["mean_predicted"], r["observed_rate"]) for r in table if r["count"] > 0]
+            if pts:
+                xs, ys = zip(*pts)
+                ax.plot(xs, ys, "o-", label=SOURCE_TITLES[source])
+        ax.plot([0, 1], [0, 1], "k:", lw=0.8)
+        ax.set(title=f"calibration: {h}", xlabel="mean predicted probability", ylabel="observed rate",
+               xlim=(0, 1), ylim=(0, 1))
+        ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=90)
+    plt.close(fig)
+
+
+def _plot_distributions(ev: Evaluation, path: Path) -> None:
+    plt = _pyplot()
+    fig, axes = plt.subplots(1, 3, figsize=(14, 4.2))
+    model = ev.predictions["model"]
+    for ax, h in zip(axes[:2], BINARY_HEADS):
+        y = ev.labels[h]
+        for label, name in ((0, "negatives"), (1, "positives")):
+            ax.hist(model[h][y == label], bins=30, range=(0, 1), alpha=0.6, density=True, label=name)
+        ax.set(title=f"{h} (model)", xlabel="predicted probability")
+        ax.legend(fontsize=8)
+    h = "customer_health_score"
+    ax = axes[2]
+    ax.hist(ev.labels[h][~np.isnan(ev.labels[h])], bins=30, range=(0, 100), alpha=0.5, density=True, label="observed")
+    ax.hist(model[h], bins=30, range=(0, 100), alpha=0.5, density=True, label="model")
+    if "oracle" in ev.predictions and h in ev.predictions["oracle"]:
+        ax.hist(ev.predictions["oracle"][h], bins=30, range=(0, 100), histtype="step", density=True, label="oracle")
+    ax.set(title="customer_health_score", xlabel="score (0-100)")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=90)
+    plt.close(fig)

@@ -1,0 +1,156 @@
+"""SageMaker PyTorch inference handler: ``code/inference.py`` inside ``model.tar.gz``.
+
+The SageMaker PyTorch serving container (and our local server, serving/) imports
+this file from ``<model_dir>/code/`` and calls
+
+    model = model_fn(model_dir)
+    data = input_fn(request_body, request_content_type)
+    prediction = predict_fn(data, model)
+    body = output_fn(prediction, accept)
+
+It is self-contained relative to its own directory: ``preprocess.py`` and ``model.py``
+are copied beside it and loaded by file path (not via our package, which the container
+does not have, and not by bare module name, which could clash with the container's).
+
+Request (``application/json``): ``{"instances": [{feature: value, ...}, ...]}``, a bare
+list of such objects, or one object. Every row must carry exactly the model's
+features (null allowed: missing is not zero). Response (``application/json``):
+``{"predictions": [{"churn_risk_30d": p, "ib_call_risk_14d": p,
+"customer_health_score": s, "model_version": v}, ...]}``, one entry per row in order.
+
+Client errors raise :class:`InferenceInputError` (or the preprocessor's
+``FeatureInputError``), both ValueError subclasses carrying ``status_code``.
+"""
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+JSON = "application/json"
+MAX_ROWS = int(os.environ.get("MHP_MAX_ROWS_PER_REQUEST", "10000"))
+
+
+class InferenceInputError(ValueError):
+    """A bad request: the message names the problem; ``status_code`` is the HTTP status to send."""
+
+    status_code = 400
+
+    def __init__(self, message: str, status_code: int | None = None):
+        super().__init__(message)
+        if status_code is not None:
+            self.status_code = status_code
+
+
+def _load_sibling(filename: str):
+    """Import a file next to this one under a private module name (no sys.path change)."""
+    here = Path(__file__).resolve().parent
+    # one module per artifact directory: two loaded artifacts must not share code
+    name = f"_mhp_inference_{filename[:-3]}_{hashlib.sha1(str(here).encode()).hexdigest()[:12]}"
+    if name in sys.modules:
+        return sys.modules[name]
+    spec = importlib.util.spec_from_file_location(name, here / filename)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module  # dataclasses resolve annotations through sys.modules
+    spec.loader.exec_module(module)
+    return module
+
+
+_preprocess = _load_sibling("preprocess.py")
+_model = _load_sibling("model.py")
+
+
+class ModelBundle:
+    """What model_fn returns: the net, its fitted preprocessing and its config."""
+
+    def __init__(self, net, preprocessor, config: dict[str, Any]):
+        self.net = net
+        self.preprocessor = preprocessor
+        self.config = config
+        self.model_version = str(config["model_version"])
+        self.heads = list(config["architecture"]["heads"])
+
+    @property
+    def feature_names(self) -> list[str]:
+        return self.preprocessor.schema.names
+
+
+def model_fn(model_dir: str) -> ModelBundle:
+    import torch
+
+    torch.set_num_threads(int(os.environ.get("MHP_TORCH_THREADS", "1")))
+    root = Path(model_dir)
+    config = json.loads((root / "model_config.json").read_text(encoding="utf-8"))
+    preprocessor = _preprocess.Preprocessor.load(root / "preprocess.json")
+    net = _model.load_model(str(root / config.get("weights_file", "model.pt")), config["architecture"])
+    if preprocessor.n_outputs != net.config.input_dim:
+        raise RuntimeError(f"preprocess.json yields {preprocessor.n_outputs} inputs, "
+                           f"the net expects {net.config.input_dim}")
+    return ModelBundle(net, preprocessor, config)
+
+
+def _media_type(value: str | None) -> str:
+    return (value or "").split(";")[0].strip().lower()
+
+
+def input_fn(request_body: Any, request_content_type: str | None) -> list[dict[str, Any]]:
+    """Decode a JSON request into a list of feature rows (structure checks only)."""
+    if _media_type(request_content_type) != JSON:
+        raise InferenceInputError(f"unsupported content type {request_content_type!r}; send {JSON}", 415)
+    if isinstance(request_body, (bytes, bytearray)):
+        try:
+            request_body = bytes(request_body).decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise InferenceInputError(f"request body is not UTF-8: {exc}") from None
+    if not isinstance(request_body, str) or not request_body.strip():
+        raise InferenceInputError("empty request body; expected a JSON object")
+    try:
+        payload = json.loads(request_body)
+    except json.JSONDecodeError as exc:
+        raise InferenceInputError(f"request body is not valid JSON: {exc}") from None
+    if isinstance(payload, dict) and "instances" in payload:
+        extra = sorted(set(payload) - {"instances"})
+        if extra:
+            raise InferenceInputError(f"unexpected top-level keys beside 'instances': {extra}")
+        rows = payload["instances"]
+        if not isinstance(rows, list):
+            raise InferenceInputError(f"'instances' must be a list of objects, got {type(rows).__name__}")
+    elif isinstance(payload, dict):
+        rows = [payload]
+    elif isinstance(payload, list):
+        rows = payload
+    else:
+        raise InferenceInputError(f"expected a JSON object or {{\"instances\": [...]}}, got {type(payload).__name__}")
+    if not rows:
+        raise InferenceInputError("no instances to score")
+    if len(rows) > MAX_ROWS:
+        raise InferenceInputError(f"{len(rows)} instances in one request; the limit is {MAX_ROWS}", 413)
+    for i, row in enumerate(rows):
+        if not isinstance(row, dict):
+            raise InferenceInputError(f"instance {i}: expected a JSON object of feature values, "
+                                      f"got {type(row).__name__}")
+    return rows
+
+
+def predict_fn(data: list[dict[str, Any]], model: ModelBundle) -> dict[str, Any]:
+    """Validate and encode rows with the stored preprocessing, run the net."""
+    x = model.preprocessor.transform(list(data))  # raises FeatureInputError naming features
+    scores = _model.predict(model.net, x)
+    return {"model_version": model.model_version, "scores": {h: scores[h].tolist() for h in model.heads},
+            "n": len(x)}
+
+
+def output_fn(prediction: dict[str, Any], accept: str | None) -> str:
+    media = _media_type(accept)
+    if media not in ("", "*/*", JSON, "application/*"):
+        raise InferenceInputError(f"unsupported accept type {accept!r}; this model returns {JSON}", 406)
+    rows = []
+    for i in range(prediction["n"]):
+        row = {h: float(v[i]) for h, v in prediction["scores"].items()}
+        row["model_version"] = prediction["model_version"]
+        rows.append(row)
+    return json.dumps({"predictions": rows})
