@@ -90,10 +90,17 @@ def _as_arrow(table: Any) -> pa.Table:
 
 
 def write_parquet(table: Any, uri: str | os.PathLike, **kwargs: Any) -> str:
-    """Write one Parquet file at ``uri`` (parent folders created). Returns ``uri``."""
+    """Write one Parquet file at ``uri`` (parent folders created). Returns ``uri``.
+
+    Timestamps are stored as microseconds (``coerce_timestamps="us"``; raises
+    rather than truncating sub-microsecond values). DuckDB 2.0 reads
+    nanosecond tz-aware columns as ``TIMESTAMP_NS WITH TIME ZONE``, which ibis 12
+    (hence Feast's duckdb offline store) does not know and turns into strings.
+    """
     fs, path = filesystem(uri)
     if not is_s3(uri):
         os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
+    kwargs.setdefault("coerce_timestamps", "us")
     pq.write_table(_as_arrow(table), path, filesystem=fs, **kwargs)
     return str(uri)
 
