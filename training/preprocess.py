@@ -247,6 +247,15 @@ class Preprocessor:
                 params[spec.name] = {"categories": cats}
         return cls(schema, params)
 
+    @classmethod
+    def fit_train_split(cls, frame: Any, schema: FeatureSchema, split_column: str = "split",
+                        train_value: str = "train") -> "Preprocessor":
+        """Fit on the rows of ``frame`` whose split is train: validation/test never leak into the stats."""
+        rows = frame[frame[split_column] == train_value]
+        if len(rows) == 0:
+            raise ValueError(f"no rows with {split_column} == {train_value!r} to fit preprocessing on")
+        return cls.fit(rows, schema)
+
     # -- output layout ------------------------------------------------------------------------
     @property
     def output_names(self) -> list[str]:

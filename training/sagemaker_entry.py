@@ -294,7 +294,7 @@ def run_training(train_dir, model_dir, output_data_dir, hyperparameters: Mapping
     parts = {s: frame[frame["split"] == s].reset_index(drop=True) for s in SPLITS}
     log(f"dataset: {len(frame)} rows ({', '.join(f'{s}={len(p)}' for s, p in parts.items())}), "
         f"{len(schema.features)} features from {schema.feature_service}")
-    pre = Preprocessor.fit(parts["train"], schema)
+    pre = Preprocessor.fit_train_split(frame, schema)
     x = {s: pre.transform(p) for s, p in parts.items()}
     y = {s: {h: p[c].to_numpy(dtype=float) for h, c in HEAD_LABELS.items()} for s, p in parts.items()}
     config = TrainConfig(epochs=hps["epochs"], batch_size=hps["batch_size"], learning_rate=hps["learning_rate"],
