@@ -1,0 +1,367 @@
+"""The offline engine: feature snapshot tables from the Parquet event log.
+
+Set-based SQL generated from the catalog (no per-feature code, no
+per-customer loops), run on DuckDB; every statement is plain windowed SQL so
+the same plan can move to Spark or Athena when the history outgrows a machine.
+
+Customer snapshots: one row per (customer, instant), where the instants are
+the customer's distinct event timestamps plus every UTC midnight that falls
+within MAX_WINDOW_DAYS after one of their events (capped at ``until``): the
+midnights at which a window can still change. So Feast's latest-row-as-of-t
+is exact and windows decay on schedule. Tutor and marketplace snapshots: one row per group per UTC
+midnight, over the complete days before it.
+
+All times are integer microseconds since the epoch (UTC) inside the SQL.
+"""
+from __future__ import annotations
+
+import dataclasses
+from datetime import datetime, timedelta, timezone
+
+import duckdb
+
+from ingestion.contract import SUBJECTS
+
+from . import catalog as C
+
+DAY_US = 86_400_000_000
+
+
+@dataclasses.dataclass
+class BackfillResult:
+    customer_rows: int
+    tutor_rows: int
+    marketplace_rows: int
+    first_event: datetime | None
+    until: datetime
+    outputs: dict[str, str]
+
+
+def _q(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
+
+
+def _metric_sql(m: C.Metric) -> str:
+    value = "1" if m.value is None else _q(m.value)
+    if m.per_day == "any":
+        return f"MAX(CASE WHEN {m.source.sql()} THEN 1 ELSE 0 END)"
+    return f"SUM(CASE WHEN {m.source.sql()} THEN {value} ELSE 0 END)"
+
+
+def _window_pairs() -> list[tuple[str, int]]:
+    pairs: dict[tuple[str, int], None] = {}
+    for f in C.CUSTOMER_FEATURES:
+        if isinstance(f, C.WindowSum):
+            pairs[(f.metric, f.days)] = None
+        elif isinstance(f, C.WindowRatio):
+            pairs[(f.num, f.days)] = None
+            pairs[(f.den, f.days)] = None
+    return list(pairs)
+
+
+def _lifetime_metrics() -> list[str]:
+    names: dict[str, None] = {}
+    for f in C.CUSTOMER_FEATURES:
+        if isinstance(f, C.LifetimeSum):
+            names[f.metric] = None
+        elif isinstance(f, C.LifetimeRatio):
+            names[f.num] = names[f.den] = None
+        elif isinstance(f, C.PrimaryShare):
+            names[f.total_metric] = None
+    return list(names)
+
+
+def customer_sql(until_us: int) -> list[str]:
+    """Statements that leave the customer snapshot table in ``customer_snapshots``."""
+    metrics = C.METRICS
+    inst_cols = [f"{_metric_sql(m)} AS {_q('m_' + m.name)}" for m in metrics]
+    for f in C.CUSTOMER_FEATURES:
+        if isinstance(f, C.FirstAbove):
+            inst_cols.append(f"arg_min({_q(f.field)}, event_id) FILTER (WHERE {f.source.sql()} AND "
+                             f"{_q(f.field)} IS NOT NULL) AS {_q('i_' + f.name)}")
+        elif isinstance(f, C.LatestValue):
+            inst_cols.append(f"arg_max({_q(f.field)}, event_id) FILTER (WHERE {f.source.sql()} AND "
+                             f"{_q(f.field)} IS NOT NULL) AS {_q('i_' + f.name)}")
+        elif isinstance(f, C.LastSeen):
+            inst_cols.append(f"MAX(tsu) FILTER (WHERE {f.source.sql()}) AS {_q('i_' + f.name)}")
+    zero_cols = [f"0 AS {_q('m_' + m.name)}" for m in metrics]
+    null_cols = [f"NULL AS {_q('i_' + f.name)}" for f in C.CUSTOMER_FEATURES
+                 if isinstance(f, (C.FirstAbove, C.LatestValue, C.LastSeen))]
+
+    stmts = [
+        f"""CREATE OR REPLACE TEMP TABLE cust_inst AS
+            SELECT customer_id, tsu, tsu // {DAY_US} AS day, {', '.join(inst_cols)}
+            FROM ev WHERE customer_id IS NOT NULL GROUP BY customer_id, tsu""",
+        # Day-boundary ticks: decay happens at midnights, while any window can still change.
+        f"""CREATE OR REPLACE TEMP TABLE cust_snap AS
+            WITH active AS (
+              SELECT customer_id, day, LEAD(day) OVER (PARTITION BY customer_id ORDER BY day) AS next_day
+              FROM (SELECT DISTINCT customer_id, day FROM cust_inst)),
+            ticks AS (  -- the midnights within MAX_WINDOW_DAYS after an active day
+              SELECT customer_id, unnest(range(day + 1, LEAST(COALESCE(next_day, day + {C.MAX_WINDOW_DAYS}),
+                                                              day + {C.MAX_WINDOW_DAYS}, {until_us // DAY_US}) + 1)) AS day
+              FROM active)
+            SELECT * FROM cust_inst
+            UNION ALL
+            SELECT t.customer_id, t.day * {DAY_US} AS tsu, t.day, {', '.join(zero_cols + null_cols)}
+            FROM ticks t ANTI JOIN cust_inst i ON i.customer_id = t.customer_id AND i.tsu = t.day * {DAY_US}""",
+    ]
+
+    # Daily tiles and the sum of the previous (N-1) days for every (metric, window) in use.
+    daily_cols = [f"{'MAX' if m.per_day == 'any' else 'SUM'}({_q('m_' + m.name)}) AS {_q('m_' + m.name)}"
+                  for m in metrics]
+    prior_cols = [
+        f"COALESCE(SUM({_q('m_' + m)}) OVER (PARTITION BY customer_id ORDER BY day "
+        f"RANGE BETWEEN {n - 1} PRECEDING AND 1 PRECEDING), 0) AS {_q(f'p{n}_{m}')}"
+        for m, n in _window_pairs()
+    ]
+    stmts.append(f"""CREATE OR REPLACE TEMP TABLE cust_prior AS
+        SELECT customer_id, day, {', '.join(prior_cols)} FROM (
+          SELECT customer_id, day, {', '.join(daily_cols)} FROM cust_snap GROUP BY 1, 2)""")
+
+    # Event-level helpers: the primary key's leader per instant, and distinct-in-window deltas.
+    extra_ctes, extra_joins, extra_cols = [], [], []
+    for f in C.CUSTOMER_FEATURES:
+        if isinstance(f, C.PrimaryKey):
+            a = "pk_" + f.name
+            extra_ctes.append(f"""{a} AS (
+                SELECT customer_id, tsu,
+                       arg_max(key, event_id) FILTER (WHERE cnt = top) AS leader, MAX(top) AS top
+                FROM (
+                  SELECT *, MAX(cnt) OVER (PARTITION BY customer_id ORDER BY tsu, event_id
+                                           ROWS UNBOUNDED PRECEDING) AS top
+                  FROM (
+                    SELECT customer_id, tsu, event_id, {_q(f.field)} AS key,
+                           COUNT(*) OVER (PARTITION BY customer_id, {_q(f.field)} ORDER BY tsu, event_id
+                                          ROWS UNBOUNDED PRECEDING) AS cnt
+                    FROM ev WHERE customer_id IS NOT NULL AND {f.source.sql()}))
+                GROUP BY 1, 2)""")
+            extra_joins.append(f"LEFT JOIN {a} USING (customer_id, tsu)")
+            extra_cols += [f"{a}.leader AS {_q('pl_' + f.name)}", f"{a}.top AS {_q('pt_' + f.name)}"]
+        elif isinstance(f, C.DistinctInWindow):
+            a = "dw_" + f.name
+            # Key k counts from its first event on day d until midnight of d + N, merged across days.
+            extra_ctes.append(f"""{a} AS (
+                SELECT customer_id, tsu, SUM(delta) AS delta FROM (
+                  SELECT customer_id, first_tsu AS tsu, 1 AS delta FROM kd_{f.name}
+                  WHERE prev_day IS NULL OR day - prev_day >= {f.days}
+                  UNION ALL
+                  SELECT customer_id, (day + {f.days}) * {DAY_US} AS tsu, -1 AS delta FROM kd_{f.name}
+                  WHERE next_day IS NULL OR next_day - day >= {f.days})
+                GROUP BY 1, 2)""")
+            extra_ctes.insert(len(extra_ctes) - 1, f"""kd_{f.name} AS (
+                SELECT *, LAG(day) OVER w AS prev_day, LEAD(day) OVER w AS next_day FROM (
+                  SELECT customer_id, {_q(f.field)} AS key, tsu // {DAY_US} AS day, MIN(tsu) AS first_tsu
+                  FROM ev WHERE customer_id IS NOT NULL AND {f.source.sql()} GROUP BY 1, 2, 3)
+                WINDOW w AS (PARTITION BY customer_id, key ORDER BY day))""")
+            extra_joins.append(f"LEFT JOIN {a} USING (customer_id, tsu)")
+            extra_cols.append(f"COALESCE({a}.delta, 0) AS {_q('dd_' + f.name)}")
+
+    running = "OVER (PARTITION BY customer_id ORDER BY tsu ROWS UNBOUNDED PRECEDING)"
+    today = "OVER (PARTITION BY customer_id, day ORDER BY tsu ROWS UNBOUNDED PRECEDING)"
+    sel = ["customer_id", "tsu"]
+    seen_today: set[str] = set()
+    for m, _ in _window_pairs():
+        if m not in seen_today:
+            agg = "MAX" if C.METRIC_BY_NAME[m].per_day == "any" else "SUM"
+            sel.append(f"{agg}({_q('m_' + m)}) {today} AS {_q('t_' + m)}")
+            seen_today.add(m)
+    sel += [f"SUM({_q('m_' + m)}) {running} AS {_q('c_' + m)}" for m in _lifetime_metrics()]
+    sel += [_q(f"p{n}_{m}") for m, n in _window_pairs()]
+    for f in C.CUSTOMER_FEATURES:
+        if isinstance(f, C.FirstAbove):
+            sel.append(f"FIRST_VALUE({_q('i_' + f.name)} IGNORE NULLS) {running} AS {_q('v_' + f.name)}")
+        elif isinstance(f, C.LatestValue):
+            sel.append(f"LAST_VALUE({_q('i_' + f.name)} IGNORE NULLS) {running} AS {_q('v_' + f.name)}")
+        elif isinstance(f, C.LastSeen):
+            sel.append(f"MAX({_q('i_' + f.name)}) {running} AS {_q('v_' + f.name)}")
+        elif isinstance(f, C.PrimaryKey):
+            sel.append(f"LAST_VALUE({_q('pl_' + f.name)} IGNORE NULLS) {running} AS {_q('v_' + f.name)}")
+            sel.append(f"COALESCE(MAX({_q('pt_' + f.name)}) {running}, 0) AS {_q('top_' + f.name)}")
+        elif isinstance(f, C.DistinctInWindow):
+            sel.append(f"SUM({_q('dd_' + f.name)}) {running} AS {_q('v_' + f.name)}")
+
+    def win(metric: str, n: int) -> str:
+        return f"({_q(f'p{n}_{metric}')} + {_q('t_' + metric)})"
+
+    out = ["customer_id", f"make_timestamp(tsu)::TIMESTAMPTZ AS event_timestamp"]
+    for f in C.CUSTOMER_FEATURES:
+        n = _q(f.name)
+        if isinstance(f, C.WindowSum):
+            expr = f"{win(f.metric, f.days)}::DOUBLE / {f.days}" if f.per_day else win(f.metric, f.days)
+            out.append(f"CAST({expr} AS {'BIGINT' if f.dtype == 'int64' else 'DOUBLE'}) AS {n}")
+        elif isinstance(f, C.WindowRatio):
+            d = win(f.den, f.days)
+            out.append(f"CASE WHEN {d} > 0 THEN {win(f.num, f.days)}::DOUBLE / {d} END AS {n}")
+        elif isinstance(f, C.LifetimeSum):
+            out.append(f"CAST({_q('c_' + f.metric)} AS {'BIGINT' if f.dtype == 'int64' else 'DOUBLE'}) AS {n}")
+        elif isinstance(f, C.LifetimeRatio):
+            d = _q("c_" + f.den)
+            out.append(f"CASE WHEN {d} > 0 THEN {_q('c_' + f.num)}::DOUBLE / {d} END AS {n}")
+        elif isinstance(f, C.FirstAbove):
+            out.append(f"({_q('v_' + f.name)} > {f.threshold}) AS {n}")
+        elif isinstance(f, C.LatestValue):
+            out.append(f"CAST({_q('v_' + f.name)} AS {'BIGINT' if f.dtype == 'int64' else 'VARCHAR'}) AS {n}")
+        elif isinstance(f, C.LastSeen):
+            out.append(f"make_timestamp({_q('v_' + f.name)})::TIMESTAMPTZ AS {n}")
+        elif isinstance(f, C.PrimaryKey):
+            out.append(f"{_q('v_' + f.name)} AS {n}")
+        elif isinstance(f, C.PrimaryShare):
+            d = _q("c_" + f.total_metric)
+            out.append(f"CASE WHEN {d} > 0 THEN {_q('top_' + f.primary)}::DOUBLE / {d} END AS {n}")
+        elif isinstance(f, C.DistinctInWindow):
+            out.append(f"CAST({_q('v_' + f.name)} AS BIGINT) AS {n}")
+        else:  # pragma: no cover
+            raise TypeError(f"no set-based rule for {type(f).__name__}")
+
+    ctes = ("WITH " + ",\n".join(extra_ctes) + ",\n") if extra_ctes else "WITH "
+    stmts.append(f"""CREATE OR REPLACE TEMP TABLE customer_snapshots AS
+        {ctes} base AS (
+          SELECT s.*, p.* EXCLUDE (customer_id, day){''.join(', ' + c for c in extra_cols)}
+          FROM cust_snap s JOIN cust_prior p USING (customer_id, day) {' '.join(extra_joins)}),
+        acc AS (SELECT {', '.join(sel)} FROM base)
+        SELECT {', '.join(out)} FROM acc ORDER BY customer_id, tsu""")
+    return stmts
+
+
+def _group_sql(table: str, key: str, metrics: tuple[C.GroupMetric, ...], features: list[tuple[str, C.GroupFeature]],
+               first_day: int, until_day: int, pivot_subjects: bool) -> list[str]:
+    """Snapshots at every midnight d in (first_day, until_day] over the complete days [d - N, d)."""
+    additive = [m for m in metrics if m.distinct is None]
+    distinct = [m for m in metrics if m.distinct is not None]
+    windows = sorted({f.days for _, f in features})
+    groups = (f"SELECT unnest([{', '.join(repr(s) for s in SUBJECTS)}]) AS grp" if pivot_subjects else
+              f"SELECT DISTINCT {_q(metrics[0].group_by)} AS grp FROM ev_all WHERE {_q(metrics[0].group_by)} IS NOT NULL")
+    grid = f"""SELECT g.grp, d.day FROM ({groups}) g,
+               (SELECT unnest(range({first_day}, {until_day} + 1)) AS day) d"""
+    daily = ", ".join(
+        f"SUM(CASE WHEN {m.source.sql()} THEN {'1' if m.value is None else _q(m.value)} ELSE 0 END) AS {_q(m.name)}"
+        for m in additive)
+    win_cols = [
+        f"SUM({_q(m.name)}) OVER (PARTITION BY grp ORDER BY day RANGE BETWEEN {n} PRECEDING AND 1 PRECEDING) "
+        f"AS {_q(f'{m.name}_{n}')}" for m in additive for n in windows]
+    stmts = [f"""CREATE OR REPLACE TEMP TABLE {table}_win AS
+        WITH daily AS (
+          SELECT {_q(metrics[0].group_by)} AS grp, tsu // {DAY_US} AS day, {daily}
+          FROM ev_all WHERE {_q(metrics[0].group_by)} IS NOT NULL GROUP BY 1, 2),
+        dense AS (SELECT grid.grp, grid.day, daily.* EXCLUDE (grp, day)
+                  FROM ({grid}) grid LEFT JOIN daily USING (grp, day))
+        SELECT grp, day, {', '.join(win_cols)} FROM dense"""]
+    for m in distinct:
+        for n in windows:
+            stmts.append(f"""CREATE OR REPLACE TEMP TABLE {table}_d_{m.name}_{n} AS
+                WITH present AS (
+                  SELECT DISTINCT {_q(m.group_by)} AS grp, {_q(m.distinct)} AS item, tsu // {DAY_US} AS day
+                  FROM ev_all WHERE {m.source.sql()})
+                SELECT grid.grp, grid.day, COUNT(DISTINCT present.item) AS {_q(f'{m.name}_{n}')}
+                FROM ({grid}) grid LEFT JOIN present
+                  ON present.grp = grid.grp AND present.day >= grid.day - {n} AND present.day < grid.day
+                GROUP BY 1, 2""")
+    joins = " ".join(f"LEFT JOIN {table}_d_{m.name}_{n} USING (grp, day)" for m in distinct for n in windows)
+
+    def value(f: C.GroupFeature) -> str:
+        num = f"COALESCE({_q(f'{f.num}_{f.days}')}, 0)"
+        if f.den is None:
+            return num if f.dtype == "int64" else f"{num}::DOUBLE * {f.scale!r}"
+        den = f"COALESCE({_q(f'{f.den}_{f.days}')}, 0)"
+        return f"CASE WHEN {den} > 0 THEN {num}::DOUBLE * {f.scale!r} / {den} END"
+
+    # The grid starts on the first day so its data enters the windows; snapshots start a day later.
+    base = f"SELECT w.grp, w.day, * EXCLUDE (grp, day) FROM {table}_win w {joins} WHERE w.day > {first_day}"
+    if not pivot_subjects:
+        cols = ", ".join(f"{value(f)} AS {_q(col)}" for col, f in features)
+        stmts.append(f"""CREATE OR REPLACE TEMP TABLE {table} AS
+            SELECT grp AS {_q(key)}, make_timestamp(day * {DAY_US})::TIMESTAMPTZ AS event_timestamp, {cols}
+            FROM ({base}) ORDER BY 1, 2""")
+    else:
+        cols = ", ".join(
+            f"MAX(CASE WHEN grp = '{s}' THEN {value(f)} END) AS {_q(col)}" for col, f, s in C.subject_columns())
+        stmts.append(f"""CREATE OR REPLACE TEMP TABLE {table} AS
+            SELECT '{C.MARKETPLACE_KEY}' AS {_q(key)}, make_timestamp(day * {DAY_US})::TIMESTAMPTZ AS event_timestamp,
+                   {cols}
+            FROM ({base}) GROUP BY day ORDER BY day""")
+    return stmts
+
+
+def connect(events_uri: str) -> duckdb.DuckDBPyConnection:
+    """A DuckDB connection that can read ``events_uri`` (local or s3://)."""
+    if events_uri.startswith("s3://"):
+        from mhp.storage import duckdb_connect
+
+        con = duckdb_connect()
+    else:
+        con = duckdb.connect()
+    con.execute("SET TimeZone = 'UTC'")
+    return con
+
+
+def load_events(con: duckdb.DuckDBPyConnection, events_uri: str, until_us: int | None) -> int:
+    """Expose the log as views ``ev_all`` / ``ev`` with ``tsu`` (microseconds); returns the cap in microseconds."""
+    glob = events_uri.rstrip("/") + "/**/*.parquet"
+    con.execute(f"""CREATE OR REPLACE TEMP VIEW ev_raw AS
+        SELECT * EXCLUDE (date), epoch_us("timestamp") AS tsu
+        FROM read_parquet('{glob}', hive_partitioning = true, union_by_name = true)""")
+    if until_us is None:
+        last = con.execute("SELECT MAX(tsu) FROM ev_raw").fetchone()[0]
+        if last is None:
+            raise ValueError(f"no events found under {events_uri}")
+        until_us = (last // DAY_US + 1) * DAY_US  # the midnight after the last event
+    con.execute(f"CREATE OR REPLACE TEMP VIEW ev_all AS SELECT * FROM ev_raw WHERE tsu <= {until_us}")
+    con.execute("CREATE OR REPLACE TEMP VIEW ev AS SELECT * FROM ev_all")
+    return until_us
+
+
+def run_backfill(events_uri: str, out_uri: str, until: datetime | None = None, progress: bool = True) -> BackfillResult:
+    """Compute all snapshot tables and write them as Parquet under ``out_uri``."""
+    from tqdm import tqdm
+
+    con = connect(events_uri)
+    until_us = None if until is None else _to_us(until)
+    until_us = load_events(con, events_uri, until_us)
+    first_us = con.execute("SELECT MIN(tsu) FROM ev_all").fetchone()[0]
+    if first_us is None:
+        raise ValueError(f"no events at or before {until} under {events_uri}")
+    first_day, until_day = first_us // DAY_US, until_us // DAY_US
+    steps = customer_sql(until_us)
+    steps += _group_sql(C.TUTOR_VIEW, "tutor_id", C.TUTOR_METRICS, [(f.name, f) for f in C.TUTOR_FEATURES],
+                        first_day, until_day, pivot_subjects=False)
+    steps += _group_sql(C.MARKETPLACE_VIEW, "marketplace_id", C.SUBJECT_METRICS,
+                        [(c, f) for c, f, _ in C.subject_columns()], first_day, until_day, pivot_subjects=True)
+    for stmt in tqdm(steps, desc="backfill", unit="step", disable=not progress):
+        con.execute(stmt)
+    outputs = {
+        C.CUSTOMER_VIEW: "customer_snapshots", C.TUTOR_VIEW: C.TUTOR_VIEW, C.MARKETPLACE_VIEW: C.MARKETPLACE_VIEW,
+    }
+    written = {}
+    for view, table in outputs.items():
+        uri = f"{out_uri.rstrip('/')}/{view}.parquet"
+        _write(con, table, uri)
+        written[view] = uri
+    count = lambda t: con.execute(f"SELECT COUNT(*) FROM {t}").fetchone()[0]  # noqa: E731
+    return BackfillResult(count("customer_snapshots"), count(C.TUTOR_VIEW), count(C.MARKETPLACE_VIEW),
+                          _from_us(first_us), _from_us(until_us), written)
+
+
+def _write(con: duckdb.DuckDBPyConnection, table: str, uri: str) -> None:
+    if uri.startswith("s3://"):
+        from mhp.storage import write_parquet
+
+        write_parquet(con.execute(f"SELECT * FROM {table}").fetch_arrow_table(), uri)
+    else:
+        import os
+
+        os.makedirs(os.path.dirname(uri) or ".", exist_ok=True)
+        con.execute(f"COPY {table} TO '{uri}' (FORMAT PARQUET)")
+
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+
+
+def _to_us(t: datetime) -> int:
+    if t.tzinfo is None:
+        raise ValueError("until must be timezone-aware (UTC)")
+    return (t - _EPOCH) // timedelta(microseconds=1)
+
+
+def _from_us(us: int) -> datetime:
+    return _EPOCH + timedelta(microseconds=us)
