@@ -117,6 +117,16 @@ marketplace_stats = FeatureView(
     online=True,
 )
 
+# same rows with a 1-day ttl (offline only), to pin down Feast's ttl semantics
+customer_stats_ttl1d = FeatureView(
+    name="customer_stats_ttl1d",
+    entities=[customer],
+    ttl=timedelta(days=1),
+    schema=[Field(name="customer_id", dtype=__STR__), Field(name="sessions_7d", dtype=Int64)],
+    source=customer_source,
+    online=False,
+)
+
 request = RequestSource(name="request", schema=[Field(name="request_ts", dtype=UnixTimestamp)])
 
 
@@ -185,7 +195,7 @@ def write_repo(repo: Path, data_root: str, yaml_text: str):
 
 def objects(mod):
     return [mod.customer, mod.marketplace, mod.customer_source, mod.customer_push, mod.market_source,
-            mod.customer_stats, mod.marketplace_stats, mod.request, mod.customer_recency, mod.toy_v1]
+            mod.customer_stats, mod.marketplace_stats, mod.customer_stats_ttl1d, mod.request, mod.customer_recency, mod.toy_v1]
 
 
 ENTITY_DF = pd.DataFrame(
@@ -288,7 +298,8 @@ def test_profiles_are_what_they_claim(embedded, aws_local):
     assert aws.boto3_client("s3").head_object(Bucket=BUCKET, Key="registry/registry.pb")["ContentLength"] > 0
     tables = aws.boto3_client("dynamodb").list_tables()["TableNames"]
     assert sorted(tables) == ["toy.customer_stats", "toy.marketplace_stats"]
-    assert sorted(fv.name for fv in aws_local.list_feature_views()) == ["customer_stats", "marketplace_stats"]
+    assert sorted(fv.name for fv in aws_local.list_feature_views()) == [
+        "customer_stats", "customer_stats_ttl1d", "marketplace_stats"]
 
 
 def test_historical_keeps_every_row_and_is_point_in_time(store):
@@ -338,3 +349,66 @@ def test_push_online(store):
     ).to_dict()
     assert row["sessions_7d"] == [3]
     assert row["days_since_last_session"] == [pytest.approx(2.0)]
+
+
+def test_ttl_semantics(store):
+    """ttl=timedelta(0) and ttl=None both mean "no expiry" offline (the latest row at or
+    before t, however old); ttl=1d drops rows older than t - 1d (inclusive bound)."""
+    ent = pd.DataFrame(
+        [("c1", ts(2025, 1, 1)), ("c1", ts(2025, 1, 2)), ("c1", ts(2025, 1, 2, 0, 0, 1)), ("c1", ts(2030, 1, 1))],
+        columns=["customer_id", "event_timestamp"],
+    )
+    ent["marketplace_id"] = "all"
+    df = store.get_historical_features(
+        entity_df=ent,
+        features=["customer_stats:sessions_7d", "customer_stats_ttl1d:sessions_7d", "marketplace_stats:open_requests"],
+        full_feature_names=True,
+    ).to_df().sort_values("event_timestamp").reset_index(drop=True)
+    assert df["customer_stats__sessions_7d"].tolist() == [1, 1, 1, 2]          # ttl 0: never expires
+    assert df["marketplace_stats__open_requests"].tolist() == [10, 10, 10, 12]  # ttl None: never expires
+    ttl1d = df["customer_stats_ttl1d__sessions_7d"]
+    assert ttl1d[:2].tolist() == [1, 1] and ttl1d[2:].isna().all()              # t - ts > 1d: null
+
+
+def test_push_online_is_batched_and_unconditional(aws_local):
+    """One push = BatchWriteItem calls of <= 25 items (one item per row), no reads,
+    no condition: the last row written wins even when it is older (DESIGN §4.12)."""
+    from feast.data_source import PushMode
+
+    store = aws_local
+    store.get_online_features(features=["customer_stats:sessions_7d"], entity_rows=[{"customer_id": "c1"}])
+    online = store._get_provider().online_store
+    cfg = store.config.online_store
+    client = online._get_dynamodb_resource(cfg.region, cfg.endpoint_url).meta.client
+    calls: list[tuple[str, int]] = []
+
+    def hook(params, model, **_):
+        n = sum(len(v) for v in params.get("RequestItems", {}).values())
+        calls.append((model.name, n))
+
+    client.meta.events.register("provide-client-params.dynamodb.*", hook)
+    try:
+        def rows(n, when, value):
+            return pd.DataFrame({
+                "customer_id": [f"p{i}" for i in range(n)], "event_timestamp": when, "created": when,
+                "sessions_7d": value, "avg_rating_7d": 1.0, "last_session_ts": when,
+            })
+
+        store.push("customer_stats_push", rows(60, ts(2025, 2, 1), 5), to=PushMode.ONLINE)
+        assert calls == [("BatchWriteItem", 25), ("BatchWriteItem", 25), ("BatchWriteItem", 10)]
+        calls.clear()
+        store.write_to_online_store("customer_stats", rows(30, ts(2025, 2, 1), 6))
+        assert calls == [("BatchWriteItem", 25), ("BatchWriteItem", 5)]
+        calls.clear()
+        store.push("customer_stats_push", rows(1, ts(2024, 1, 1), 99), to=PushMode.ONLINE)  # older
+        assert calls == [("BatchWriteItem", 1)]
+    finally:
+        client.meta.events.unregister("provide-client-params.dynamodb.*", hook)
+    got = store.get_online_features(features=["customer_stats:sessions_7d"], entity_rows=[{"customer_id": "p0"}])
+    assert got.to_dict()["sessions_7d"] == [99]
+
+
+def test_zz_report_timings():
+    """Not a check: prints the per-profile timings (run with -s)."""
+    for profile, t in TIMINGS.items():
+        print(f"\n{profile}: " + ", ".join(f"{k} {v:.2f}s" for k, v in t.items()))
