@@ -10,6 +10,7 @@ import importlib
 import sys
 
 COMMAND_MODULES: list[str] = [
+    "simulator.cli",
 ]
 
 

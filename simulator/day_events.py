@@ -1,0 +1,98 @@
+"""One simulated day's events as parallel numpy arrays (no strings: ids are made at write time).
+
+Times are ``tod``: microseconds since 00:00 UTC of the day that produced the
+event; delayed events (a match, a tutor's reply) may exceed one day and are
+carried to their own date by the writer.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, fields
+
+import numpy as np
+
+from ingestion.contract import EVENT_TYPES
+
+CODE = {name: np.int8(i) for i, name in enumerate(EVENT_TYPES)}
+COMPLETED, CANCELLED, NO_SHOW = 0, 1, 2          # ingestion.contract.SESSION_STATUSES order
+BY_STUDENT, BY_TUTOR = 0, 1                      # ingestion.contract.CANCELLERS order
+FAILURE_REASONS = ("card_declined", "insufficient_funds", "expired_card")
+CANCEL_REASONS = ("too_expensive", "tutor_quality", "scheduling", "no_longer_needed", "payment_failure")
+
+_DEFAULTS = dict(cust=-1, tutor=-1, subject=-1, status=-1, canceller=-1, category=-1, escalated=-1,
+                 origin_day=0, rating=np.nan, value=np.nan, sentiment=np.nan)
+
+
+@dataclass
+class DayEvents:
+    etype: np.ndarray       # int8 code (index into EVENT_TYPES)
+    tod: np.ndarray         # int64 microseconds since the producing day's midnight
+    cust: np.ndarray        # int32 customer index, -1 for tutor-keyed events
+    tutor: np.ndarray       # int32 tutor index, -1 if none
+    subject: np.ndarray     # int8
+    status: np.ndarray      # int8 session status
+    canceller: np.ndarray   # int8
+    category: np.ndarray    # int8: call category / payment failure reason / cancellation reason
+    escalated: np.ndarray   # int8 -1/0/1
+    origin_day: np.ndarray  # int32 day the booking request was made (request_id)
+    rating: np.ndarray      # float64
+    value: np.ndarray       # float64: duration/amount/time to match/response time/hours, by type
+    sentiment: np.ndarray   # float64
+
+    @classmethod
+    def block(cls, etype: str, tod: np.ndarray, **cols) -> "DayEvents":
+        n = len(tod)
+        data = {}
+        for f in fields(cls):
+            if f.name == "etype":
+                data["etype"] = np.full(n, CODE[etype], np.int8)
+            elif f.name == "tod":
+                data["tod"] = np.asarray(tod, np.int64)
+            else:
+                default = _DEFAULTS[f.name]
+                dtype = _DTYPES[f.name]
+                v = cols.pop(f.name, None)
+                data[f.name] = np.full(n, default, dtype) if v is None else np.broadcast_to(np.asarray(v, dtype), (n,)).copy()
+        if cols:
+            raise TypeError(f"unknown DayEvents columns {sorted(cols)}")
+        return cls(**data)
+
+    @classmethod
+    def concat(cls, parts: list["DayEvents"]) -> "DayEvents":
+        return cls(**{f.name: np.concatenate([getattr(p, f.name) for p in parts]) for f in fields(cls)})
+
+    def select(self, mask_or_index: np.ndarray) -> "DayEvents":
+        return DayEvents(**{f.name: getattr(self, f.name)[mask_or_index] for f in fields(self)})
+
+    def shift(self, us: int) -> "DayEvents":
+        """The same events with tod re-expressed relative to a day ``us`` microseconds later."""
+        out = self.select(slice(None))
+        out.tod = self.tod - us
+        return out
+
+    def __len__(self) -> int:
+        return len(self.etype)
+
+    def label_counts(self, n: int, keep: np.ndarray) -> dict[str, np.ndarray]:
+        """Per-customer inputs of training.labels over the kept events (vectorised bincount)."""
+        e = self.select(keep & (self.cust >= 0))
+        session = e.etype == CODE["session_completed"]
+        completed = session & (e.status == COMPLETED)
+        rated = completed & ~np.isnan(e.rating)
+
+        def count(mask, weights=None):
+            return np.bincount(e.cust[mask], weights=None if weights is None else weights[mask], minlength=n)
+
+        return dict(
+            completed_sessions=count(completed),
+            rating_sum=count(rated, e.rating),
+            rating_n=count(rated),
+            inbound_calls=count(e.etype == CODE["inbound_call"]),
+            failed_payments=count(e.etype == CODE["payment_failed"]),
+            no_shows=count(session & (e.status == NO_SHOW)),
+            cancelled=count(e.etype == CODE["subscription_cancelled"]),
+        )
+
+
+_DTYPES = dict(cust=np.int32, tutor=np.int32, subject=np.int8, status=np.int8, canceller=np.int8,
+               category=np.int8, escalated=np.int8, origin_day=np.int32, rating=np.float64,
+               value=np.float64, sentiment=np.float64)
