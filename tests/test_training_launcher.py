@@ -61,23 +61,23 @@ def test_source_tarball_is_reproducible_and_holds_the_entry_point(tmp_path):
     assert not any("__pycache__" in n for n in names)
 
 
-def test_launch_against_moto_and_describe_returns_what_we_sent():
-    from mhp.aws import boto3_client, ensure_bucket, moto_server
+def test_launch_against_moto_and_describe_returns_what_we_sent(moto_endpoint):
+    """moto_endpoint (tests/conftest.py): a clean moto server on 127.0.0.1, AWS_ENDPOINT_URL etc. set."""
+    from mhp.aws import boto3_client, ensure_bucket
 
-    with moto_server(region="eu-west-1"):
-        ensure_bucket("mhp-models")
-        spec = _spec()
-        arn = launch(spec)
-        assert arn.endswith(":training-job/" + spec.job_name)
-        desc = describe_training_job(spec.job_name)
-        req = build_training_job_request(spec)
-        assert desc["TrainingJobName"] == spec.job_name and desc["RoleArn"] == ROLE
-        assert desc["AlgorithmSpecification"]["TrainingImage"] == req["AlgorithmSpecification"]["TrainingImage"]
-        assert desc["HyperParameters"] == req["HyperParameters"]
-        assert desc["InputDataConfig"][0]["DataSource"] == req["InputDataConfig"][0]["DataSource"]
-        assert desc["OutputDataConfig"]["S3OutputPath"] == req["OutputDataConfig"]["S3OutputPath"]
-        assert desc["ResourceConfig"]["InstanceType"] == "ml.m5.2xlarge"
-        assert desc["StoppingCondition"]["MaxRuntimeInSeconds"] == 7200
-        # the source tarball the job points at was uploaded
-        head = boto3_client("s3").head_object(Bucket="mhp-models", Key="source/sourcedir.tar.gz")
-        assert head["ContentLength"] > 0
+    ensure_bucket("mhp-models")
+    spec = _spec()
+    arn = launch(spec)
+    assert arn.endswith(":training-job/" + spec.job_name)
+    desc = describe_training_job(spec.job_name)
+    req = build_training_job_request(spec)
+    assert desc["TrainingJobName"] == spec.job_name and desc["RoleArn"] == ROLE
+    assert desc["AlgorithmSpecification"]["TrainingImage"] == req["AlgorithmSpecification"]["TrainingImage"]
+    assert desc["HyperParameters"] == req["HyperParameters"]
+    assert desc["InputDataConfig"][0]["DataSource"] == req["InputDataConfig"][0]["DataSource"]
+    assert desc["OutputDataConfig"]["S3OutputPath"] == req["OutputDataConfig"]["S3OutputPath"]
+    assert desc["ResourceConfig"]["InstanceType"] == "ml.m5.2xlarge"
+    assert desc["StoppingCondition"]["MaxRuntimeInSeconds"] == 7200
+    # the source tarball the job points at was uploaded
+    head = boto3_client("s3").head_object(Bucket="mhp-models", Key="source/sourcedir.tar.gz")
+    assert head["ContentLength"] > 0
