@@ -14,8 +14,8 @@ same ``GateResult``:
 """
 from __future__ import annotations
 
-import html
 import math
+import re
 import time
 from dataclasses import dataclass, field
 from datetime import date, datetime
@@ -256,17 +256,27 @@ def _cond_sql(d: dict | None) -> str:
     raise NotImplementedError(f"row condition {d!r}")
 
 
+_INFERRED_PY_TYPES = {
+    "string": {"str"}, "boolean": {"bool"}, "integer": {"int"}, "floating": {"float"},
+    "mixed-integer-float": {"int", "float"}, "empty": set(),
+}
+
+
 def _dtype_ok(series: pd.Series, type_list: list[str]) -> tuple[bool, str, list]:
     """GX's in_type_list semantics: the dtype name, or per-value Python types for object columns."""
     name = str(series.dtype)
     if name != "object":
         ok = name in type_list or type(series.dtype).__name__ in type_list
         return ok, name, []
-    py_names = set(type_list) & {"str", "int", "float", "bool", "object"}
     if "object" in type_list:
         return True, name, []
+    allowed = set(type_list) & {"str", "int", "float", "bool"}
+    # infer_dtype is one C pass; only a failing column pays for the per-value scan.
+    inferred = pd.api.types.infer_dtype(series, skipna=True)
+    if inferred in _INFERRED_PY_TYPES and _INFERRED_PY_TYPES[inferred] <= allowed:
+        return True, name, []
     values = series.dropna()
-    bad = values[~values.map(lambda x: type(x).__name__ in py_names)]
+    bad = values[~values.map(lambda x: type(x).__name__ in allowed)]
     return bad.empty, f"object with {len(bad):,} values of other types", bad.head(SAMPLE_ROWS).tolist()
 
 
@@ -332,8 +342,6 @@ def _run_duckdb(df: pd.DataFrame, suite, keys: list[str]) -> list[ExpectationOut
     import duckdb
 
     con = duckdb.connect()
-    con.register("t", df)
-    n_rows = len(df)
     exps = [(i, *_config_parts(e)) for i, e in enumerate(suite.expectations)]
     outcomes: dict[int, ExpectationOutcome] = {}
     bad_columns: set[str] = set()
@@ -357,6 +365,8 @@ def _run_duckdb(df: pd.DataFrame, suite, keys: list[str]) -> list[ExpectationOut
             outcome(i, etype, kw, meta, ok, f"observed {observed}", sample_values=[_plain(v) for v in sample])
             if not ok:
                 bad_columns.add(kw["column"])
+    # DuckDB re-reads Python objects on every scan of a pandas frame; Arrow once is far cheaper.
+    con.register("t", _to_arrow(df, bad_columns))
     for i, etype, kw, meta in exps:
         if i in outcomes:
             continue
@@ -387,23 +397,35 @@ def _run_duckdb(df: pd.DataFrame, suite, keys: list[str]) -> list[ExpectationOut
         else:
             gx_fallback.append(i)
 
-    # One scan per distinct row condition computes every row-level check under it.
+    # Row-level checks. Most conditions select by one column (event_type == x / in [...]):
+    # those share ONE grouped scan, each distinct violation predicate evaluated once per
+    # row instead of once per event type. Other conditions get one scan each.
+    grouped, by_condition = [], {}
+    part = _partition_column(row_level)
     for cond_sql, items in row_level.items():
+        for item in items:
+            sel = _selection(item[2].get("row_condition"), part)
+            if sel is not False:
+                grouped.append((*item, sel))
+            else:
+                by_condition.setdefault(cond_sql, []).append(item)
+    if grouped:
+        viols = list(dict.fromkeys(g[4] for g in grouped))
+        group_col = _q(part) if part else "NULL"
+        aggs = ", ".join(_count_sql(v) for v in viols)
+        per_value = {r[0]: r[1:] for r in con.execute(
+            f"SELECT {group_col} AS g, count(*), {aggs} FROM t GROUP BY g").fetchall()}
+        for i, etype, kw, meta, viol, sel in grouped:
+            vals = per_value.values() if sel is None else [per_value[v] for v in sel if v in per_value]
+            j = 1 + viols.index(viol)
+            total, unexpected = sum(r[0] for r in vals), sum(r[j] for r in vals)
+            cond_sql = "TRUE" if sel is None else f"{group_col} IN ({', '.join(_lit(v) for v in sel)})"
+            _row_outcome(con, outcome, keys, i, etype, kw, meta, viol, cond_sql, total, unexpected)
+    for cond_sql, items in by_condition.items():
         aggs = ", ".join(f"count(*) FILTER (WHERE {v})" for (_, _, _, _, v) in items)
         counts = con.execute(f"SELECT count(*), {aggs} FROM t WHERE {cond_sql}").fetchone()
-        total = counts[0]
         for (i, etype, kw, meta, viol), unexpected in zip(items, counts[1:]):
-            rows, values = [], []
-            if unexpected:
-                shown = list(dict.fromkeys([*keys, *_used_columns(kw)]))
-                sample = con.execute(f"SELECT {', '.join(_q(c) for c in shown)} FROM t "
-                                     f"WHERE {cond_sql} AND {viol} LIMIT {SAMPLE_ROWS}").fetchdf()
-                rows = [{k: _plain(v) for k, v in r.items()} for r in sample.to_dict("records")]
-                if "column" in kw:
-                    values = [r.get(kw["column"]) for r in rows]
-            outcome(i, etype, kw, meta, unexpected == 0, _unexpected_summary(unexpected, total, values),
-                    unexpected_count=int(unexpected), element_count=int(total), sample_values=values,
-                    sample_rows=rows)
+            _row_outcome(con, outcome, keys, i, etype, kw, meta, viol, cond_sql, counts[0], unexpected)
     if gx_fallback:
         import great_expectations as gx
 
@@ -415,6 +437,67 @@ def _run_duckdb(df: pd.DataFrame, suite, keys: list[str]) -> list[ExpectationOut
             outcomes[i] = o
     con.close()
     return [outcomes[i] for i, *_ in exps]
+
+
+def _count_sql(viol: str) -> str:
+    # Null checks read only the validity mask: count(col) instead of a per-row predicate.
+    m = re.fullmatch(r'\(("(?:[^"]|"")+") IS (NOT )?NULL\)', viol)
+    if m:
+        return f"count({m.group(1)})" if m.group(2) else f"count(*) - count({m.group(1)})"
+    return f"count(*) FILTER (WHERE {viol})"
+
+
+def _partition_column(row_level: dict) -> str | None:
+    """The column most row conditions select on with == / IN (event_type, split), if any."""
+    counts: dict[str, int] = {}
+    for items in row_level.values():
+        for item in items:
+            c = item[2].get("row_condition")
+            if c and c.get("type") == "comparison" and str(c["operator"]) in ("==", "IN"):
+                counts[c["column"]["name"]] = counts.get(c["column"]["name"], 0) + 1
+    return max(counts, key=counts.get) if counts else None
+
+
+def _selection(cond: dict | None, part: str | None):
+    """None: all rows; a list: rows whose partition value is in it; False: not expressible."""
+    if not cond:
+        return None
+    if cond.get("type") == "comparison" and cond["column"]["name"] == part:
+        op = str(cond["operator"])
+        if op == "==" and cond["parameter"] is not None:
+            return [cond["parameter"]]
+        if op == "IN":
+            return [v for v in cond["parameter"] if v is not None]
+    return False
+
+
+def _row_outcome(con, outcome, keys, i, etype, kw, meta, viol, cond_sql, total, unexpected) -> None:
+    rows, values = [], []
+    if unexpected:
+        shown = list(dict.fromkeys([*keys, *_used_columns(kw)]))
+        sample = con.execute(f"SELECT {', '.join(_q(c) for c in shown)} FROM t "
+                             f"WHERE {cond_sql} AND {viol} LIMIT {SAMPLE_ROWS}").fetchdf()
+        rows = [{k: _plain(v) for k, v in r.items()} for r in sample.to_dict("records")]
+        if "column" in kw:
+            values = [r.get(kw["column"]) for r in rows]
+    outcome(i, etype, kw, meta, unexpected == 0, _unexpected_summary(int(unexpected), int(total), values),
+            unexpected_count=int(unexpected), element_count=int(total), sample_values=values, sample_rows=rows)
+
+
+def _to_arrow(df: pd.DataFrame, bad_columns: set[str]):
+    import pyarrow as pa
+
+    arrays, names = [], []
+    for c in df.columns:
+        if c in bad_columns:
+            continue
+        try:
+            arrays.append(pa.array(df[c], from_pandas=True))
+        except (pa.ArrowInvalid, pa.ArrowTypeError):
+            bad_columns.add(c)  # mixed Python types: reported by the type check, not scanned
+            continue
+        names.append(str(c))
+    return pa.table(arrays, names=names)
 
 
 def _used_columns(kw: dict) -> list[str]:
