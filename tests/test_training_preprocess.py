@@ -152,3 +152,17 @@ def test_schema_errors_name_the_field():
         FeatureSchema.from_dict({"feature_service": "s", "features": [{"name": "a", "kind": "numeric"}] * 2})
     with pytest.raises(SchemaError, match="ordinal feature 'tier'"):
         FeatureSchema.from_dict({"feature_service": "s", "features": [{"name": "tier", "kind": "ordinal"}]})
+
+
+def test_nullable_pandas_dtypes_are_accepted(data):
+    df, schema = data
+    train = df[df["split"] == "train"]
+    pre = Preprocessor.fit(train, schema)
+    typed = train.copy()
+    typed["session_count_30d"] = typed["session_count_30d"].astype("Int64")
+    typed.loc[typed.index[0], "session_count_30d"] = pd.NA
+    typed["acquisition_channel"] = typed["acquisition_channel"].astype("category")
+    typed["geographic_region"] = typed["geographic_region"].astype("string")
+    x, ref = pre.transform(typed), pre.transform(train)
+    assert np.isfinite(x).all()
+    assert np.array_equal(x[1:], ref[1:])

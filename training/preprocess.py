@@ -399,21 +399,24 @@ def _columns_of(data: Any, schema: FeatureSchema, allow_extra: bool) -> dict[str
         if extra:
             raise UnknownFeaturesError(extra)
     out = {}
-    for name in schema.names:
+    for spec in schema.features:
+        name = spec.name
         col = data[name]
         if hasattr(col, "to_numpy"):
-            out[name] = _pandas_to_numpy(col)
+            out[name] = _pandas_to_numpy(col, numeric=spec.kind in ("numeric", "boolean"))
         else:
             out[name] = np.asarray(col, dtype=object) if not isinstance(col, np.ndarray) else col
     return out
 
 
-def _pandas_to_numpy(series: Any) -> np.ndarray:
+def _pandas_to_numpy(series: Any, numeric: bool) -> np.ndarray:
     # Plain numpy dtypes pass through; extension dtypes (Int64, boolean, string, category)
     # become object arrays with None for null so the per-value type checks apply.
     dtype = series.dtype
     if isinstance(dtype, np.dtype) and dtype.kind in "fiub":
         return series.to_numpy()
+    if numeric and getattr(dtype, "kind", "O") in "fiub":  # nullable Int64/Float64/boolean: vectorised, NaN for null
+        return series.to_numpy(dtype=np.float64, na_value=np.nan)
     values = series.astype(object).to_numpy()
     mask = series.isna().to_numpy()
     values = values.copy()
