@@ -412,3 +412,4 @@ def test_zz_report_timings():
     """Not a check: prints the per-profile timings (run with -s)."""
     for profile, t in TIMINGS.items():
         print(f"\n{profile}: " + ", ".join(f"{k} {v:.2f}s" for k, v in t.items()))
+
