@@ -203,7 +203,7 @@ def customer_sql(until_us: int) -> list[str]:
         elif isinstance(f, C.LatestValue):
             out.append(f"CAST({_q('v_' + f.name)} AS {'BIGINT' if f.dtype == 'int64' else 'VARCHAR'}) AS {n}")
         elif isinstance(f, C.LastSeen):
-            out.append(f"make_timestamp({_q('v_' + f.name)})::TIMESTAMPTZ AS {n}")
+            out.append(f"CAST({_q('v_' + f.name)} AS BIGINT) AS {n}")
         elif isinstance(f, C.PrimaryKey):
             out.append(f"{_q('v_' + f.name)} AS {n}")
         elif isinstance(f, C.PrimaryShare):
@@ -346,7 +346,7 @@ def _write(con: duckdb.DuckDBPyConnection, table: str, uri: str) -> None:
     if uri.startswith("s3://"):
         from mhp.storage import write_parquet
 
-        write_parquet(con.execute(f"SELECT * FROM {table}").fetch_arrow_table(), uri)
+        write_parquet(con.execute(f"SELECT * FROM {table}").to_arrow_table(), uri)
     else:
         import os
 

@@ -202,17 +202,22 @@ class LatestValue:
 
 @dataclass(frozen=True)
 class LastSeen:
-    """Timestamp of the latest matching event (input of a time-since feature)."""
+    """Timestamp of the latest matching event (input of a time-since feature).
+
+    Stored as integer microseconds since the epoch: Feast's online timestamp type keeps whole
+    seconds only, which would break exact online/offline parity of the time-since features.
+    """
 
     name: str
     source: EventFilter
     category: str = "recency"
-    dtype = "timestamp"
+    dtype = "int64"
     nullable = True
-    kind = "timestamp"
+    kind = "timestamp_us"
 
     def describe(self) -> str:
-        return f"timestamp of the latest event {self.source.describe()}; null until there is one"
+        return (f"timestamp of the latest event {self.source.describe()}, as microseconds since the epoch (UTC); "
+                "null until there is one")
 
 
 @dataclass(frozen=True)

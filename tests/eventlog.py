@@ -81,3 +81,59 @@ def replay(events, until: datetime) -> dict[str, dict[int, dict]]:
                 midnight += S.DAY_US
         out[cid] = snaps
     return out
+
+
+def random_history(rng, customers, days):
+    start = ts("2025-01-01T00:00:00Z")
+    out = []
+    for c in range(customers):
+        cid = f"c{c}"
+        out.append(ev("customer_signup", start + timedelta(hours=rng.random() * 24), customer_id=cid,
+                      tier=rng.choice(["budget", "standard", "premium"]), acquisition_channel="paid",
+                      grade_level=rng.randint(1, 13), subject_category="STEM", primary_subject="algebra",
+                      region="west"))
+        for _ in range(rng.randint(3, 50)):
+            t = start + timedelta(days=rng.random() * days)
+            if rng.random() < 0.1:
+                t = t.replace(hour=0, minute=0, second=0, microsecond=0)  # midnight edge cases
+            kind = rng.choice(["session", "session", "call", "login", "message", "pay_ok", "pay_fail",
+                               "booking", "referral"])
+            if kind == "session":
+                status = rng.choice(["completed", "completed", "cancelled", "no_show"])
+                out.append(session(t, status=status, rating=rng.choice([None, 2.5, 4.0, 4.5, 5.0]),
+                                   tutor=rng.choice(["t1", "t2", "t3"]), duration=rng.choice([30.0, 45.5, 60.0]),
+                                   customer_id=cid))
+            elif kind == "call":
+                out.append(ev("inbound_call", t, customer_id=cid, duration_seconds=rng.random() * 900,
+                              sentiment_score=rng.uniform(-1, 1), issue_category="billing",
+                              escalated=rng.random() < 0.3))
+            elif kind in ("pay_ok", "pay_fail"):
+                out.append(ev("payment_succeeded" if kind == "pay_ok" else "payment_failed", t, customer_id=cid,
+                              amount=round(rng.uniform(10, 200), 2)))
+            elif kind == "booking":
+                out.append(ev("booking_request", t, customer_id=cid, request_id=f"r{rng.random()}",
+                              subject="algebra"))
+            else:
+                out.append(ev({"login": "login", "message": "message_sent", "referral": "referral_made"}[kind], t,
+                              customer_id=cid))
+    for tutor in ("t1", "t2"):
+        for w in range(days // 7 + 1):
+            out.append(ev("tutor_availability", start + timedelta(days=7 * w, hours=3), tutor_id=tutor,
+                          subject="algebra", available_hours=10.0))
+    return out
+
+
+def same_value(a, b, rel=1e-9) -> bool:
+    """Equal, treating None/NaN/NaT alike and floats to a relative tolerance."""
+    import math
+
+    import pandas as pd
+
+    na_a, na_b = a is None or bool(pd.isna(a)), b is None or bool(pd.isna(b))
+    if na_a or na_b:
+        return na_a and na_b
+    if isinstance(a, str) or isinstance(b, str):
+        return a == b
+    if isinstance(a, (pd.Timestamp,)) or isinstance(b, pd.Timestamp):
+        return pd.Timestamp(a) == pd.Timestamp(b)
+    return math.isclose(float(a), float(b), rel_tol=rel, abs_tol=1e-12)

@@ -1,0 +1,73 @@
+"""Opening the Feast store for a profile (DESIGN §3): one code path, configuration only.
+
+| profile   | online   | offline data + registry                      |
+|-----------|----------|----------------------------------------------|
+| local     | SQLite   | local Parquet (DuckDB), local registry       |
+| aws-local | DynamoDB | Parquet + registry on S3, all on a moto server |
+| aws       | DynamoDB | Parquet + registry on S3                     |
+
+``feature_repo/feature_store.yaml`` is the same embedded configuration for
+the ``feast`` CLI; ``feature_repo/feature_store.aws.yaml`` the AWS one.
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from feast import FeatureStore
+from feast.repo_config import RepoConfig
+
+from . import feast_objects
+
+PROFILES = ("local", "aws-local", "aws")
+PROJECT = "marketplace_health"
+
+
+class ProfileError(ValueError):
+    pass
+
+
+def repo_config(profile: str, state_dir: str | os.PathLike, data_uri: str | None = None) -> dict:
+    """Feast's repo configuration. ``state_dir``: local dir for the embedded registry and online DB;
+    ``data_uri``: s3://bucket/prefix holding the registry for the AWS profiles."""
+    if profile not in PROFILES:
+        raise ProfileError(f"profile: expected one of {', '.join(PROFILES)}, got {profile!r}")
+    state_dir = Path(state_dir).resolve()
+    if profile == "local":
+        return {
+            "project": PROJECT, "provider": "local", "entity_key_serialization_version": 3,
+            "registry": str(state_dir / "registry.db"),
+            "online_store": {"type": "sqlite", "path": str(state_dir / "online.db")},
+            "offline_store": {"type": "duckdb"},
+        }
+    if not (data_uri or "").startswith("s3://"):
+        raise ProfileError(f"data location: profile {profile!r} expects an s3:// URI, got {data_uri!r}")
+    from mhp import aws
+
+    endpoint = aws.endpoint_url() if profile == "aws-local" else None
+    if profile == "aws-local" and not endpoint:
+        raise ProfileError("profile 'aws-local' expects AWS_ENDPOINT_URL to point at a moto server")
+    online = {"type": "dynamodb", "region": aws.region()}
+    offline = {"type": "mhp.feast_offline.S3DuckDBOfflineStore"}
+    if endpoint:
+        online["endpoint_url"] = endpoint
+        offline["s3_endpoint_url"] = endpoint
+    return {
+        "project": PROJECT, "provider": "aws", "entity_key_serialization_version": 3,
+        "registry": {"registry_type": "file", "path": f"{data_uri.rstrip('/')}/registry/registry.pb",
+                     "cache_ttl_seconds": 60},
+        "online_store": online, "offline_store": offline,
+    }
+
+
+def open_store(profile: str, state_dir: str | os.PathLike, data_uri: str | None = None) -> FeatureStore:
+    state_dir = Path(state_dir)
+    state_dir.mkdir(parents=True, exist_ok=True)
+    return FeatureStore(repo_path=str(state_dir), config=RepoConfig(**repo_config(profile, state_dir, data_uri)))
+
+
+def apply(store: FeatureStore, features_uri: str) -> list[str]:
+    """Register every definition (the Python-API equivalent of ``feast apply``)."""
+    objs = feast_objects.build(features_uri)
+    store.apply(list(objs.values()))
+    return sorted(objs)
