@@ -11,6 +11,7 @@ import sys
 
 COMMAND_MODULES: list[str] = [
     "simulator.cli",
+    "validation.cli",
 ]
 
 
