@@ -141,7 +141,11 @@ def _lines(table: pa.Table) -> pa.Array:
             text = pc.binary_join_element_wise('"', pa.array(np.datetime_as_string(us), pa.string()), 'Z"', "")
         elif pa.types.is_string(field.type):
             text = pc.binary_join_element_wise('"', col, '"', "")
-        else:  # numbers and booleans print as JSON literals ("4.5", "true")
+        elif pa.types.is_floating(field.type):  # "179.0", not "179": a reader sees a float
+            text = pc.cast(col, pa.string())
+            text = pc.if_else(pc.match_substring_regex(text, "[.eE]"), text,
+                              pc.binary_join_element_wise(text, ".0", ""))
+        else:  # integers and booleans print as JSON literals ("1", "true")
             text = pc.cast(col, pa.string())
         parts.append(pc.binary_join_element_wise(f'"{field.name}":', text, ""))
     body = pc.binary_join_element_wise(*parts, ",", null_handling="skip")
