@@ -12,6 +12,7 @@ import sys
 COMMAND_MODULES: list[str] = [
     "simulator.cli",
     "validation.cli",
+    "features.cli",
 ]
 
 

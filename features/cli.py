@@ -1,0 +1,109 @@
+"""`mhp backfill`, `mhp apply`, `mhp materialize`, `mhp features-doc`."""
+from __future__ import annotations
+
+import argparse
+import time
+from datetime import datetime, timezone
+
+from mhp import storage, workspace
+
+
+def _parse_time(value: str, field: str) -> datetime:
+    from mhp.cli import UsageError
+
+    try:
+        t = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        raise UsageError(f"{field}: expected an ISO-8601 UTC time such as 2025-03-01T00:00:00Z, got {value!r}") from None
+    if t.tzinfo is None:
+        raise UsageError(f"{field}: expected a timezone (e.g. a trailing Z), got naive {value!r}")
+    return t.astimezone(timezone.utc)
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("backfill", help="compute feature snapshot tables from the event log")
+    workspace.add_arguments(p)
+    p.add_argument("--until", help="ignore events after this UTC time (default: the midnight after the last event)")
+    p.set_defaults(func=cmd_backfill)
+
+    p = sub.add_parser("apply", help="register the Feast definitions (feast apply, for the workspace)")
+    workspace.add_arguments(p)
+    p.set_defaults(func=cmd_apply)
+
+    p = sub.add_parser("materialize", help="load feature snapshots into the online store")
+    workspace.add_arguments(p)
+    p.add_argument("--until", help="materialize rows up to this UTC time (default: the end of the backfill)")
+    p.add_argument("--views", default="all", help="comma-separated views, or 'all' (default), or 'batch' "
+                                                  "(tutor and marketplace only: customer rows then come from the stream)")
+    p.set_defaults(func=cmd_materialize)
+
+    p = sub.add_parser("features-doc", help="regenerate docs/features.md from the catalog")
+    p.add_argument("--out", default="docs/features.md")
+    p.set_defaults(func=cmd_doc)
+
+
+def cmd_backfill(args) -> int:
+    from mhp.cli import UsageError
+
+    from .backfill import run_backfill
+
+    ws = workspace.from_args(args)
+    if not storage.exists(ws.events):
+        raise UsageError(f"--workspace: no event log at {ws.events}; run `mhp simulate --out {ws.root}` first")
+    until = _parse_time(args.until, "--until") if args.until else None
+    t0 = time.perf_counter()
+    res = run_backfill(ws.events, ws.features, until=until)
+    print(f"backfill: {res.customer_rows:,} customer rows, {res.tutor_rows:,} tutor rows, "
+          f"{res.marketplace_rows:,} marketplace rows, events {res.first_event:%Y-%m-%d} .. {res.until:%Y-%m-%d %H:%M}Z "
+          f"in {time.perf_counter() - t0:.1f}s")
+    for view, uri in res.outputs.items():
+        print(f"  {view:22s} {uri}")
+    return 0
+
+
+def _store(ws):
+    from .store import open_store
+
+    return open_store(ws.profile, ws.feast_state, None if ws.profile == "local" else ws.root)
+
+
+def cmd_apply(args) -> int:
+    from .store import apply
+
+    ws = workspace.from_args(args)
+    names = apply(_store(ws), ws.features)
+    print(f"apply: registered {len(names)} objects ({ws.profile}): {', '.join(names)}")
+    return 0
+
+
+def cmd_materialize(args) -> int:
+    from mhp.cli import UsageError
+
+    from . import catalog as C
+
+    ws = workspace.from_args(args)
+    store = _store(ws)
+    known = [C.CUSTOMER_VIEW, C.TUTOR_VIEW, C.MARKETPLACE_VIEW]
+    views = {"all": known, "batch": known[1:]}.get(args.views) or [v.strip() for v in args.views.split(",")]
+    unknown = sorted(set(views) - set(known))
+    if unknown:
+        raise UsageError(f"--views: unknown view(s) {unknown}; expected 'all', 'batch' or some of {known}")
+    if args.until:
+        end = _parse_time(args.until, "--until")
+    else:
+        # the end of the backfill: its latest daily snapshot
+        table = storage.read_parquet(storage.join(ws.features, f"{C.MARKETPLACE_VIEW}.parquet"), columns=["event_timestamp"])
+        end = max(table.column("event_timestamp").to_pylist())
+    t0 = time.perf_counter()
+    store.materialize(start_date=datetime(1970, 1, 2, tzinfo=timezone.utc), end_date=end, feature_views=views)
+    print(f"materialize: {', '.join(views)} up to {end:%Y-%m-%d %H:%M}Z in {time.perf_counter() - t0:.1f}s")
+    return 0
+
+
+def cmd_doc(args) -> int:
+    from .docs import render
+
+    with open(args.out, "w") as f:
+        f.write(render())
+    print(f"wrote {args.out}")
+    return 0
