@@ -29,11 +29,35 @@ def _run(customers: int, days: int) -> dict:
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
+def _oracle(customers: int, days: int, n_rows: int, n_paths: int) -> float:
+    """Seconds for label_probabilities over n_rows rows x n_paths paths (31 simulated days each)."""
+    import time
+
+    import pandas as pd
+    import pyarrow.parquet as pq
+
+    from simulator.config import SimConfig
+    from simulator.oracle import label_probabilities
+    from simulator.run import simulate
+
+    with tempfile.TemporaryDirectory() as out:
+        simulate(SimConfig(customers=customers, days=days, seed=1), out)
+        truth = pq.read_table(f"{out}/truth.parquet", columns=["customer_id", "date"]).to_pandas()
+        last = truth["date"].max()
+        rows = truth.loc[truth["date"] == last, ["customer_id"]].head(n_rows).assign(
+            event_timestamp=pd.Timestamp(last, tz="UTC") + pd.Timedelta(hours=15))
+        t0 = time.perf_counter()
+        label_probabilities(out, rows, n_paths=n_paths, seed=0)
+        return time.perf_counter() - t0
+
+
 def run(quick: bool) -> list[dict]:
     customers, short_days, long_days, big = (500, 10, 30, 5_000) if quick else (10_000, 60, 180, 100_000)
     big_days = 5 if quick else 30
     name = "simulator"
     short, long_, huge = _run(customers, short_days), _run(customers, long_days), _run(big, big_days)
+    n_rows, n_paths = (100, 50) if quick else (1_000, 200)
+    oracle_seconds = _oracle(300 if quick else 2_000, 10 if quick else 30, n_rows, n_paths)
     growth = long_["peak_rss_mb"] / short["peak_rss_mb"]
     label = f"{customers:,} customers x {long_days} days"
     return [
@@ -53,4 +77,6 @@ def run(quick: bool) -> list[dict]:
          "unit": "events"},
         {"benchmark": name, "metric": f"peak RSS, {big:,} customers x {big_days} days", "value": round(huge["peak_rss_mb"]),
          "unit": "MB"},
+        {"benchmark": name, "metric": f"oracle, {n_rows:,} rows x {n_paths} paths x 31 days", "value":
+         round(oracle_seconds, 1), "unit": "s"},
     ]

@@ -20,6 +20,8 @@ earlier day, or a date outside the simulation) get NaN.
 """
 from __future__ import annotations
 
+import datetime as dt
+
 import numpy as np
 import pandas as pd
 import pyarrow.parquet as pq
@@ -73,8 +75,10 @@ def label_probabilities(sim_dir: str, rows: pd.DataFrame, n_paths: int = 200, se
     index_of = pd.Series(np.arange(world.customers.ids.size), index=world.customers.ids)
     cust = index_of.reindex(rows["customer_id"].astype(str).to_numpy()).to_numpy()
 
-    with fs.open(f"{root}/truth.parquet", "rb") as f:
-        truth = pq.read_table(f, columns=_STATE_COLUMNS).to_pandas()
+    dates = sorted({config.start_date + dt.timedelta(days=int(d)) for d in np.unique(day) if 0 <= d < config.days})
+    with fs.open(f"{root}/truth.parquet", "rb") as f:  # only the days the rows need
+        truth = pq.read_table(f, columns=_STATE_COLUMNS, filters=[("date", "in", dates)] if dates else None)
+    truth = truth.to_pandas() if dates else truth.slice(0, 0).to_pandas()
     truth["day"] = (pd.to_datetime(truth.pop("date")) - pd.Timestamp(config.start_date)).dt.days
     wanted = pd.DataFrame({"customer_index": cust, "day": day, "row": np.arange(len(rows))})
     state_rows = wanted.dropna(subset=["customer_index"]).astype({"customer_index": np.int64}).merge(

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ingestion.contract import CHANNELS, REGIONS, SUBJECT_CATEGORY, SUBJECTS, TIERS
+from ingestion.contract import CATEGORIES, REGIONS, SUBJECT_CATEGORY, SUBJECTS
 
 from .config import SimConfig
 from .params import PARAMS, Params
@@ -125,10 +125,6 @@ def build_world(config: SimConfig, p: Params = PARAMS) -> World:
 
 
 def subject_category_index(subject: np.ndarray) -> np.ndarray:
-    from ingestion.contract import CATEGORIES
-
     lookup = np.array([CATEGORIES.index(SUBJECT_CATEGORY[s]) for s in SUBJECTS], dtype=np.int8)
     return lookup[subject]
 
-
-__all__ = ["World", "Tutors", "Customers", "build_world", "rng_for", "N_SUBJECTS", "TIERS", "CHANNELS"]
