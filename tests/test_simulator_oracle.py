@@ -121,3 +121,26 @@ def test_bad_arguments_are_named(sim):
         label_probabilities(sim_dir, pd.DataFrame({"customer_id": [], "event_timestamp": []}), n_paths=0)
     with pytest.raises(ValueError, match=r"rows: missing column\(s\) \['event_timestamp'\]"):
         label_probabilities(sim_dir, pd.DataFrame({"customer_id": ["c0000001"]}))
+
+
+def test_lowering_the_latent_health_raises_the_churn_probability_of_the_same_rows(sim, tmp_path):
+    """Same customers, same times, same seed: only truth's latent_health differs."""
+    import shutil
+
+    import pyarrow as pa
+
+    sim_dir, _ = sim
+    shutil.copy(f"{sim_dir}/simulation.json", tmp_path / "simulation.json")
+    truth = pq.read_table(f"{sim_dir}/truth.parquet")
+    i = truth.schema.get_field_index("latent_health")
+    sicker = truth.set_column(i, "latent_health", pa.compute.subtract(truth.column(i), 1.0))
+    pq.write_table(sicker, tmp_path / "truth.parquet")
+    rows = pd.DataFrame({"customer_id": [f"c{i:07d}" for i in range(0, 900, 9)],
+                         "event_timestamp": pd.Timestamp("2025-01-20T12:00:00Z")})
+    healthy = label_probabilities(sim_dir, rows, n_paths=100, seed=2)
+    sick = label_probabilities(str(tmp_path), rows, n_paths=100, seed=2)
+    both = healthy["churn_30d"].notna()
+    assert both.sum() > 50
+    assert sick.loc[both, "churn_30d"].mean() > 1.5 * healthy.loc[both, "churn_30d"].mean()
+    assert sick.loc[both, "ib_calls_14d"].mean() > healthy.loc[both, "ib_calls_14d"].mean() + 0.05
+    assert sick.loc[both, "health_score"].mean() < healthy.loc[both, "health_score"].mean() - 3
