@@ -79,6 +79,7 @@ def format_summary(s: dict, out: str) -> str:
         "  churn_30d by latent-health decile (1 = least healthy): "
         + " ".join(_pct(v) for v in s["churn_30d_by_health_decile"]),
         "  least / most healthy decile churn ratio: "
-        + ("n/a" if s["churn_decile_ratio"] is None else f"{s['churn_decile_ratio']:.1f}x"),
+        + ("n/a (too few windows or no churn among the healthiest)" if s["churn_decile_ratio"] is None
+           else f"{s['churn_decile_ratio']:.1f}x"),
     ]
     return "\n".join(lines)

@@ -90,6 +90,7 @@ class BaseRates:
             "ib_calls_14d_rate": ratio(self.calls_labels),
             "health_score_mean": ratio(self.health_scores),
             "churn_30d_by_health_decile": by_decile,
-            "churn_decile_ratio": (lo / hi if hi else float("inf")) if lo is not None and hi is not None else None,
+            # None when undefined (no windows, or no churn at all in the healthiest decile)
+            "churn_decile_ratio": lo / hi if lo is not None and hi else None,
             "customer_windows": {"churn": int(self.churn_labels[1]), "ib_calls": int(self.calls_labels[1])},
         }
