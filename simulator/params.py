@@ -66,7 +66,7 @@ class Params:
     booking_per_tutor_trouble: float = 0.25
     match_minutes: float = 30.0           # mean time to match at tightness 0
     match_tightness: float = 1.6          # mean *= exp(this * tightness)
-    long_match_minutes: float = 360.0
+    long_match_minutes: float = 180.0
     unmatched_intercept: float = -4.5     # P(no match) = sigmoid(a + b * tightness)
     unmatched_tightness: float = 1.5
     market_rho: float = 0.93
