@@ -57,3 +57,24 @@ class FeastPusher:
 
 
 __all__ = ["FeastPusher", "Pusher", "PUSH_SOURCE", "rows_frame", "from_us"]
+
+
+class MemoryPusher:
+    """An in-process online table with Feast's write semantics (unconditional put per row).
+
+    For runs without a Feast repo (benchmarks of the state path, property tests): ``table``
+    maps customer_id -> (clock_us, features) exactly as the last push left it.
+    """
+
+    def __init__(self):
+        self.table: dict[str, tuple[int, dict]] = {}
+        self.calls = 0
+        self.rows = 0
+
+    def push(self, rows: list[tuple[str, int, dict]]) -> None:
+        if not rows:
+            return
+        for cid, clock, feats in rows:
+            self.table[cid] = (clock, dict(feats))
+        self.calls += 1
+        self.rows += len(rows)

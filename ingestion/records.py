@@ -48,6 +48,7 @@ REASONS = {
     "partition_key_mismatch": "partitionKey differs from the record's entity key (ordering not guaranteed)",
     "bad_envelope": "the Kinesis record lacks data / sequenceNumber",
     "late": "an event older than the customer's watermark that is not a known redelivery",
+    "retries_exhausted": "a record the poller gave up on after max_retries (on-failure destination)",
 }
 
 
@@ -177,10 +178,10 @@ def decode(kinesis: dict, max_bytes: int = MAX_RECORD_BYTES,
     return decode_payload(raw, kinesis.get("partitionKey"), int(seq), arrival_us, max_bytes, future_tolerance_us)
 
 
-def kinesis_record(data: bytes, partition_key: str, seq: int, arrival_us: int,
+def kinesis_record(data: bytes, partition_key: str, seq: int | str, arrival_us: int,
                    shard_id: str = "shardId-000000000000", stream_arn: str = "arn:aws:kinesis:us-east-1:000000000000:stream/mhp-events") -> dict:
     """A record of a Lambda Kinesis event, exactly as the event source mapping delivers it."""
-    sn = f"{seq:056d}"
+    sn = seq if isinstance(seq, str) else f"{seq:056d}"
     return {
         "kinesis": {"kinesisSchemaVersion": "1.0", "partitionKey": partition_key, "sequenceNumber": sn,
                     "data": base64.b64encode(data).decode("ascii"),

@@ -13,6 +13,7 @@ COMMAND_MODULES: list[str] = [
     "simulator.cli",
     "validation.cli",
     "features.cli",
+    "ingestion.cli",
 ]
 
 

@@ -1,0 +1,113 @@
+"""`mhp ingest`: replay a stream file (or poll a Kinesis stream) through the Lambda handler."""
+from __future__ import annotations
+
+import argparse
+import time
+from pathlib import Path
+
+from mhp import workspace
+
+STATE_TABLE = "mhp-ingestion-state"
+DLQ_NAME = "mhp-ingestion-dead-letters"
+
+
+def register(subparsers) -> None:
+    p = subparsers.add_parser(
+        "ingest", help="stream events through the ingester (Lambda handler) into the online store",
+        description="Replay the simulator's stream.jsonl (--from) or poll a Kinesis stream (--kinesis) through "
+                    "the Kinesis Lambda handler: bounded per-customer state, dead letters, Feast push. "
+                    "Run `mhp backfill` and `mhp apply` first (the Feast repo must be registered).")
+    src = p.add_mutually_exclusive_group(required=True)
+    src.add_argument("--from", dest="source", metavar="STREAM_JSONL", help="time-ordered JSON-lines stream file")
+    src.add_argument("--kinesis", metavar="NAME", help="Kinesis stream to poll like the event source mapping")
+    workspace.add_arguments(p)
+    p.add_argument("--batch-size", default="500", help="records per handler invocation (default 500)")
+    p.add_argument("--max-retries", default="3", help="--kinesis: retries before giving up on records (default 3)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.set_defaults(func=run)
+
+
+def _positive(name: str, text: str) -> int:
+    from mhp.cli import UsageError
+
+    try:
+        v = int(text)
+    except ValueError:
+        v = 0
+    if v <= 0:
+        raise UsageError(f"--{name}: expected a positive integer, got {text!r}")
+    return v
+
+
+def build_ingester(ws: workspace.Workspace):
+    """The ingester for a workspace: embedded (SQLite state + dead letters) or AWS (DynamoDB + SQS)."""
+    from features.store import open_store
+
+    from .dead_letters import SQLiteDeadLetters, SQSDeadLetters
+    from .handler import Ingester
+    from .push import FeastPusher
+    from .state_store import DynamoDBStateStore, SQLiteStateStore
+
+    store = open_store(ws.profile, ws.feast_state, None if ws.profile == "local" else ws.root)
+    if ws.profile == "local":
+        d = Path(ws.state) / "ingestion"
+        state, dlq = SQLiteStateStore(d / "state.db"), SQLiteDeadLetters(d / "dead_letters.db")
+    else:
+        state, dlq = DynamoDBStateStore(STATE_TABLE), SQSDeadLetters.create(DLQ_NAME)
+    return Ingester(state, FeastPusher(store), dlq), store
+
+
+def summary(totals, seconds: float, extra: dict | None = None) -> str:
+    dl = {k.split(":", 1)[1]: n for k, n in sorted(totals.items()) if k.startswith("dead_letter:")}
+    lines = [f"ingest: {totals.get('records', 0):,} records in {seconds:.1f}s "
+             f"({totals.get('records', 0) / max(seconds, 1e-9):,.0f} records/s)",
+             f"  applied events      {totals.get('applied', 0):,}",
+             f"  duplicates          {totals.get('duplicates', 0):,}",
+             f"  day ticks applied   {totals.get('ticks', 0):,} (no-op {totals.get('tick_noops', 0):,})",
+             f"  tutor events (batch path only) {totals.get('tutor_events', 0):,}",
+             f"  dead letters        {sum(dl.values()):,}" + (
+                 " (" + ", ".join(f"{k}: {n:,}" for k, n in dl.items()) + ")" if dl else ""),
+             f"  retried (batchItemFailures) {totals.get('failed', 0):,}; version conflicts {totals.get('conflicts', 0):,}",
+             f"  pushes              {totals.get('pushes', 0):,} ({totals.get('pushed_rows', 0):,} customer rows)",
+             f"  scoring hook        {totals.get('scored_customers', 0):,} customer triggers"]
+    for k, v in (extra or {}).items():
+        lines.append(f"  {k:19s} {v}")
+    return "\n".join(lines)
+
+
+def run(args: argparse.Namespace) -> int:
+    from tqdm import tqdm
+
+    from mhp.cli import UsageError
+
+    ws = workspace.from_args(args)
+    batch_size = _positive("batch-size", args.batch_size)
+    if args.source is not None:
+        path = Path(args.source)
+        if not path.is_file():
+            raise UsageError(f"--from: expected a stream.jsonl file (from `mhp simulate`), got {args.source!r}")
+    max_retries = _positive("max-retries", args.max_retries) if args.kinesis else 0
+    ingester, _ = build_ingester(ws)
+    t0 = time.perf_counter()
+    if args.source is not None:
+        from .replay import StreamReplay
+
+        with open(path, "rb") as f:
+            total = sum(1 for line in f if line.strip())
+        with tqdm(total=total, desc="ingest", unit="rec", disable=args.no_progress) as bar:
+            rep = StreamReplay(ingester, path, batch_size=batch_size, progress=bar)
+            rep.run_until(None)
+        extra = {"handler calls": f"{rep.invocations:,}", "day ticks sent": f"{rep.ticks_sent:,}"}
+    else:
+        from mhp import aws
+
+        from .kinesis_poller import KinesisPoller
+
+        poller = KinesisPoller(ingester, aws.boto3_client("kinesis"), args.kinesis, ingester.store,
+                               batch_size=batch_size, max_retries=max_retries)
+        poller.poll()
+        s = poller.stats
+        extra = {"handler calls": f"{s.invocations:,}", "retries": f"{s.retries:,} (bisections {s.bisections:,})",
+                 "given up": f"{s.given_up:,}"}
+    print(summary(ingester.totals, time.perf_counter() - t0, extra))
+    return 0
