@@ -80,11 +80,11 @@ class StateStore(Protocol):
 class SQLiteStateStore:
     """Embedded store: one SQLite file (WAL); each instance has its own connection."""
 
-    def __init__(self, path: str | os.PathLike):
+    def __init__(self, path: str | os.PathLike, timeout: float = 30.0):
         Path(path).parent.mkdir(parents=True, exist_ok=True)
         self.path = str(path)
         self._lock = threading.Lock()
-        self.con = sqlite3.connect(self.path, timeout=30, isolation_level=None, check_same_thread=False)
+        self.con = sqlite3.connect(self.path, timeout=timeout, isolation_level=None, check_same_thread=False)
         self.con.execute("PRAGMA journal_mode=WAL")
         self.con.execute("PRAGMA synchronous=NORMAL")
         self.con.execute("CREATE TABLE IF NOT EXISTS customer_state (customer_id TEXT PRIMARY KEY, "
