@@ -150,6 +150,10 @@ class _Server(ThreadingHTTPServer):
         self.max_body_bytes = max_body_bytes
         super().__init__(addr, _Handler)
 
+    def handle_error(self, request, client_address) -> None:
+        # a client that hangs up mid-request (reset, broken pipe): log, never print a traceback
+        log.debug("connection from %s ended with an error", client_address, exc_info=True)
+
 
 class InferenceServer:
     """Serve a loaded artifact (``training.artifact.LoadedArtifact``) or a model path.

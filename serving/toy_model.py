@@ -74,7 +74,7 @@ def make_dataset(n_rows: int = 2400, seed: int = 0):
             v = rng.gamma(2.0, 5.0, n)
             v[rng.random(n) < 0.05] = np.nan
             cols[name] = v
-    churn_p = _sigmoid(-2.0 - 1.5 * health + 0.8 * friction)
+    churn_p = _sigmoid(-2.2 - 1.3 * health + 1.3 * friction)
     calls_p = _sigmoid(-1.2 + 2.0 * friction)
     health_mean = 100 * _sigmoid(0.3 + 1.2 * health - 0.8 * friction)
     t0 = pd.Timestamp("2025-01-01", tz="UTC")

@@ -1,0 +1,68 @@
+"""Where alerts go: a local alert log (embedded profile) or an SNS topic (aws-local / aws).
+
+A sink's ``publish(alert)`` either delivers the alert or raises; retries, backoff and the
+outbox are the publisher's job (``serving.publisher``).
+"""
+from __future__ import annotations
+
+import json
+import threading
+from pathlib import Path
+from typing import Any, Protocol
+
+
+class AlertSink(Protocol):
+    name: str
+
+    def publish(self, alert: dict[str, Any]) -> None: ...
+
+
+class LocalAlertLog:
+    """Append one JSON line per alert to ``path`` (flushed per alert)."""
+
+    def __init__(self, path: str | Path):
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.name = f"file:{self.path}"
+        self._lock = threading.Lock()
+
+    def publish(self, alert: dict[str, Any]) -> None:
+        line = json.dumps(alert, sort_keys=True) + "\n"
+        with self._lock, open(self.path, "a", encoding="utf-8") as f:
+            f.write(line)
+
+    def read(self) -> list[dict[str, Any]]:
+        if not self.path.exists():
+            return []
+        return [json.loads(line) for line in self.path.read_text(encoding="utf-8").splitlines() if line.strip()]
+
+
+def subject(alert: dict[str, Any]) -> str:
+    """SNS subjects: ASCII, no newlines, < 100 characters."""
+    s = f"[{alert.get('severity', '').upper()}] {alert.get('type', 'alert')} {alert.get('customer_id', '')}"
+    return s.encode("ascii", "replace").decode()[:99]
+
+
+class SnsSink:
+    """Publish each alert as a JSON message to an SNS topic, with filterable attributes."""
+
+    def __init__(self, topic_arn: str, client=None):
+        from mhp import aws
+
+        self.topic_arn = topic_arn
+        self.name = f"sns:{topic_arn}"
+        self._client = client or aws.boto3_client("sns")
+
+    def publish(self, alert: dict[str, Any]) -> None:
+        attrs = {k: {"DataType": "String", "StringValue": str(alert[k])}
+                 for k in ("type", "severity", "customer_id", "alert_id", "model_version") if alert.get(k)}
+        self._client.publish(TopicArn=self.topic_arn, Subject=subject(alert),
+                             Message=json.dumps(alert, sort_keys=True), MessageAttributes=attrs)
+
+
+def ensure_topic(name: str, client=None) -> str:
+    """Create (idempotent) the SNS topic ``name``; returns its ARN."""
+    from mhp import aws
+
+    client = client or aws.boto3_client("sns")
+    return client.create_topic(Name=name)["TopicArn"]
