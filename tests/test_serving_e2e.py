@@ -4,9 +4,11 @@
 within the cooldown. Then the endpoint goes down: requests are kept, nothing is lost, and
 the alerts arrive once it is back; an unreachable SNS keeps alerts in the outbox."""
 import json
+from pathlib import Path
 from datetime import timedelta
 
 import pandas as pd
+import pyarrow.parquet as pq
 import pytest
 
 from features import store as FS
@@ -66,30 +68,47 @@ def model_path(tmp_path_factory):
     return train_toy_model(tmp_path_factory.mktemp("model"))
 
 
+@pytest.fixture(scope="module")
+def feast_world(moto_server_url, tmp_path_factory):
+    """One Feast world on moto for the module (apply + materialize cost most of the time)."""
+    tmp = tmp_path_factory.mktemp("feast")
+    with aws.patched_env(aws.moto_env(moto_server_url)):
+        bucket = "mhp-serving"
+        aws.ensure_bucket(bucket)
+        data = f"s3://{bucket}/ws"
+        # the backfill runs on the local copy of the log (the same code reads s3:// too, but ~60 small
+        # objects through moto cost ~50 s); its feature tables go to S3 where Feast reads them
+        events = write_log(history(), tmp / "events")
+        res = run_backfill(events, str(tmp / "features"), until=AS_OF, progress=False)
+        for uri in res.outputs.values():
+            storage.write_parquet(pq.read_table(uri), storage.join(data, "features", Path(uri).name))
+        store = FS.open_store("aws-local", tmp / "feast", data)
+        FS.apply(store, storage.join(data, "features"))
+        store.materialize(start_date=ts("2024-12-01T00:00:00Z"), end_date=AS_OF)
+        try:
+            yield store, data, events
+        finally:
+            aws.reset_moto(moto_server_url)
+
+
 @pytest.fixture
-def world(moto_endpoint, tmp_path, model_path):
-    bucket = "mhp-serving"
-    aws.ensure_bucket(bucket)
-    data = f"s3://{bucket}/ws"
-    local = write_log(history(), tmp_path / "events")
-    for f in sorted((tmp_path / "events").rglob("*.parquet")):
-        storage.write_parquet(pd.read_parquet(f), storage.join(data, "events", str(f.relative_to(local))))
-    run_backfill(storage.join(data, "events"), storage.join(data, "features"), until=AS_OF, progress=False)
-    store = FS.open_store("aws-local", tmp_path / "feast", data)
-    FS.apply(store, storage.join(data, "features"))
-    store.materialize(start_date=ts("2024-12-01T00:00:00Z"), end_date=AS_OF)
-    sns, sqs = aws.boto3_client("sns"), aws.boto3_client("sqs")
-    topic = sns.create_topic(Name="mhp-alerts")["TopicArn"]
-    queue = sqs.create_queue(QueueName="alerts-readback")["QueueUrl"]
-    qarn = sqs.get_queue_attributes(QueueUrl=queue, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
-    sns.subscribe(TopicArn=topic, Protocol="sqs", Endpoint=qarn, Attributes={"RawMessageDelivery": "true"})
-    server = InferenceServer(model_path, port=0).start()
-    config = ServingConfig(profile="aws-local", endpoint_url=server.url, topic_arn=topic, cooldown_hours=24,
-                           pending_retry_interval=0.0)
-    service = build_service(config, store, tmp_path / "serving")
-    yield {"store": store, "service": service, "server": server, "queue": queue, "sqs": sqs, "data": data,
-           "config": config, "tmp": tmp_path, "model": model_path, "topic": topic}
-    server.stop()
+def world(feast_world, moto_server_url, tmp_path, model_path, request):
+    store, data, events = feast_world
+    with aws.patched_env(aws.moto_env(moto_server_url)):
+        name = request.node.name[:40].replace("[", "-").replace("]", "")
+        sns, sqs = aws.boto3_client("sns"), aws.boto3_client("sqs")
+        topic = sns.create_topic(Name=f"alerts-{name}")["TopicArn"]
+        queue = sqs.create_queue(QueueName=f"readback-{name}")["QueueUrl"]
+        qarn = sqs.get_queue_attributes(QueueUrl=queue, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+        sns.subscribe(TopicArn=topic, Protocol="sqs", Endpoint=qarn, Attributes={"RawMessageDelivery": "true"})
+        server = InferenceServer(model_path, port=0).start()
+        config = ServingConfig(profile="aws-local", endpoint_url=server.url, topic_arn=topic, cooldown_hours=24,
+                               pending_retry_interval=0.0)
+        service = build_service(config, store, tmp_path / "serving")
+        w = {"store": store, "service": service, "server": server, "queue": queue, "sqs": sqs, "data": data, "events": events,
+             "config": config, "tmp": tmp_path, "model": model_path, "topic": topic}
+        yield w
+        w["server"].stop()
 
 
 def drain(sqs, queue):
@@ -132,7 +151,7 @@ def test_bad_customer_alerts_once_on_sns(world):
     # within the cooldown: the hook again (later the same day) and the daily batch -> nothing new
     hook.on_high_signal(["bad"], AS_OF + timedelta(hours=3))
     assert hook.last.alerts == [] and len(hook.last.suppressed) == 3
-    active = active_customers(world["data"] + "/events", AS_OF + timedelta(hours=12))
+    active = active_customers(world["events"], AS_OF + timedelta(hours=12))
     assert active == ["bad", "calm", "good"]
     batch = score_all(service, active, AS_OF + timedelta(hours=12))
     assert batch.alerts == [] and len(batch.scored) == 3
@@ -163,13 +182,12 @@ def test_endpoint_down_then_back_nothing_lost(world):
     msgs = drain(sqs, queue)
     assert sorted(m["type"] for m in msgs) == ["churn_risk_high", "churn_risk_ib_calls", "health_score_critical"]
     assert {m["as_of"] for m in msgs} == {"2025-03-01T12:00:00Z"}   # scored at the original event time
-    world["server"].stop()
 
 
 def test_sns_down_alerts_kept_in_outbox_and_redelivered(world):
     service, sqs, queue = world["service"], world["sqs"], world["queue"]
     # publish to a topic that does not exist yet: every attempt fails
-    missing = world["topic"].rsplit(":", 1)[0] + ":mhp-alerts-late"
+    missing = world["topic"] + "-late"
     service.publisher.sink = SnsSink(missing)
     out = service.score_and_alert(["bad"], AS_OF)
     assert len(out.alerts) == 3 and len(out.publish.failed) == 3 and out.publish.delivered == []
@@ -177,7 +195,7 @@ def test_sns_down_alerts_kept_in_outbox_and_redelivered(world):
     assert service.state.outbox_counts() == {"delivered": 0, "undelivered": 3}
     # the topic appears (subscribed to the same queue); the next trigger redelivers first
     sns = aws.boto3_client("sns")
-    sns.create_topic(Name="mhp-alerts-late")
+    sns.create_topic(Name=missing.rsplit(":", 1)[1])
     qarn = sqs.get_queue_attributes(QueueUrl=queue, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
     sns.subscribe(TopicArn=missing, Protocol="sqs", Endpoint=qarn, Attributes={"RawMessageDelivery": "true"})
     again = service.score_and_alert(["bad"], AS_OF + timedelta(hours=1))   # in cooldown: no new alerts
