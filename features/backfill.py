@@ -42,10 +42,18 @@ def _q(name: str) -> str:
 
 
 def _metric_sql(m: C.Metric) -> str:
-    value = "1" if m.value is None else _q(m.value)
+    # Integers (fractional values in fixed point, Metric.scale) held in DOUBLE: exact below 2**53,
+    # so differences of running sums carry no rounding and windows are fast to sum.
+    value = "1" if m.value is None else f"CAST(FLOOR({_q(m.value)} * {m.scale} + 0.5) AS BIGINT)"
     if m.per_day == "any":
-        return f"MAX(CASE WHEN {m.source.sql()} THEN 1 ELSE 0 END)"
-    return f"SUM(CASE WHEN {m.source.sql()} THEN {value} ELSE 0 END)"
+        return f"CAST(MAX(CASE WHEN {m.source.sql()} THEN 1 ELSE 0 END) AS DOUBLE)"
+    return f"CAST(SUM(CASE WHEN {m.source.sql()} THEN {value} ELSE 0 END) AS DOUBLE)"
+
+
+def _value(metric: str, raw: str) -> str:
+    """A metric's accumulated integer in its own unit (state._value divides the same way)."""
+    scale = C.METRIC_BY_NAME[metric].scale
+    return raw if scale == 1 else f"({raw} / {float(scale)!r})"
 
 
 def _window_pairs() -> list[tuple[str, int]]:
@@ -88,6 +96,11 @@ def customer_sql(until_us: int) -> list[str]:
     null_cols = [f"NULL AS {_q('i_' + f.name)}" for f in C.CUSTOMER_FEATURES
                  if isinstance(f, (C.FirstAbove, C.LatestValue, C.LastSeen))]
 
+    # A per-day "any" metric becomes additive: 1 at the customer's first matching instant of the day.
+    any_cols = ", ".join(
+        f"CASE WHEN {_q('m_' + m.name)} > 0 AND tsu = MIN(tsu) FILTER (WHERE {_q('m_' + m.name)} > 0) "
+        f"OVER (PARTITION BY customer_id, day) THEN 1 ELSE 0 END AS {_q('m_' + m.name)}"
+        for m in metrics if m.per_day == "any")
     stmts = [
         f"""CREATE OR REPLACE TEMP TABLE cust_inst AS
             SELECT customer_id, tsu, tsu // {DAY_US} AS day, {', '.join(inst_cols)}
@@ -101,23 +114,24 @@ def customer_sql(until_us: int) -> list[str]:
               SELECT customer_id, unnest(range(day + 1, LEAST(COALESCE(next_day, day + {C.MAX_WINDOW_DAYS}),
                                                               day + {C.MAX_WINDOW_DAYS}, {until_us // DAY_US}) + 1)) AS day
               FROM active)
-            SELECT * FROM cust_inst
+            SELECT * REPLACE ({any_cols}) FROM cust_inst
             UNION ALL
             SELECT t.customer_id, t.day * {DAY_US} AS tsu, t.day, {', '.join(zero_cols + null_cols)}
             FROM ticks t ANTI JOIN cust_inst i ON i.customer_id = t.customer_id AND i.tsu = t.day * {DAY_US}""",
     ]
 
-    # Daily tiles and the sum of the previous (N-1) days for every (metric, window) in use.
-    daily_cols = [f"{'MAX' if m.per_day == 'any' else 'SUM'}({_q('m_' + m.name)}) AS {_q('m_' + m.name)}"
-                  for m in metrics]
-    prior_cols = [
-        f"COALESCE(SUM({_q('m_' + m)}) OVER (PARTITION BY customer_id ORDER BY day "
-        f"RANGE BETWEEN {n - 1} PRECEDING AND 1 PRECEDING), 0) AS {_q(f'p{n}_{m}')}"
-        for m, n in _window_pairs()
-    ]
-    stmts.append(f"""CREATE OR REPLACE TEMP TABLE cust_prior AS
-        SELECT customer_id, day, {', '.join(prior_cols)} FROM (
-          SELECT customer_id, day, {', '.join(daily_cols)} FROM cust_snap GROUP BY 1, 2)""")
+    # A window is a difference of running sums: value(t) = running(t) - through_day(day(t) - N),
+    # where through_day(d) sums all days <= d. LAG by rows equals the by-day lookup: rows are dense
+    # for MAX_WINDOW_DAYS after every active day, and the rows a gap skips carry only zero ticks.
+    assert max(n for _, n in _window_pairs()) <= C.MAX_WINDOW_DAYS
+    used = list(dict.fromkeys(m for m, _ in _window_pairs()))
+    through_cols = [f"SUM(SUM({_q('m_' + m)})) OVER (PARTITION BY customer_id ORDER BY day ROWS UNBOUNDED PRECEDING) "
+                    f"AS {_q('d_' + m)}" for m in used]
+    lag_cols = [f"COALESCE(LAG({_q('d_' + m)}, {n}) OVER w, 0) AS {_q(f'l{n}_{m}')}" for m, n in _window_pairs()]
+    stmts.append(f"""CREATE OR REPLACE TEMP TABLE cust_lag AS
+        SELECT customer_id, day, {', '.join(lag_cols)} FROM (
+          SELECT customer_id, day, {', '.join(through_cols)} FROM cust_snap GROUP BY 1, 2)
+        WINDOW w AS (PARTITION BY customer_id ORDER BY day)""")
 
     # Event-level helpers: the primary key's leader per instant, and distinct-in-window deltas.
     extra_ctes, extra_joins, extra_cols = [], [], []
@@ -158,16 +172,9 @@ def customer_sql(until_us: int) -> list[str]:
             extra_cols.append(f"COALESCE({a}.delta, 0) AS {_q('dd_' + f.name)}")
 
     running = "OVER (PARTITION BY customer_id ORDER BY tsu ROWS UNBOUNDED PRECEDING)"
-    today = "OVER (PARTITION BY customer_id, day ORDER BY tsu ROWS UNBOUNDED PRECEDING)"
-    sel = ["customer_id", "tsu"]
-    seen_today: set[str] = set()
-    for m, _ in _window_pairs():
-        if m not in seen_today:
-            agg = "MAX" if C.METRIC_BY_NAME[m].per_day == "any" else "SUM"
-            sel.append(f"{agg}({_q('m_' + m)}) {today} AS {_q('t_' + m)}")
-            seen_today.add(m)
-    sel += [f"SUM({_q('m_' + m)}) {running} AS {_q('c_' + m)}" for m in _lifetime_metrics()]
-    sel += [_q(f"p{n}_{m}") for m, n in _window_pairs()]
+    sel = ["customer_id", "tsu", "day"]
+    sel += [f"SUM({_q('m_' + m)}) {running} AS {_q('c_' + m)}"
+            for m in dict.fromkeys(used + _lifetime_metrics())]
     for f in C.CUSTOMER_FEATURES:
         if isinstance(f, C.FirstAbove):
             sel.append(f"FIRST_VALUE({_q('i_' + f.name)} IGNORE NULLS) {running} AS {_q('v_' + f.name)}")
@@ -182,7 +189,10 @@ def customer_sql(until_us: int) -> list[str]:
             sel.append(f"SUM({_q('dd_' + f.name)}) {running} AS {_q('v_' + f.name)}")
 
     def win(metric: str, n: int) -> str:
-        return f"({_q(f'p{n}_{metric}')} + {_q('t_' + metric)})"
+        return _value(metric, f"({_q('c_' + metric)} - {_q(f'l{n}_{metric}')})")
+
+    def life(metric: str) -> str:
+        return _value(metric, _q("c_" + metric))
 
     out = ["customer_id", f"make_timestamp(tsu)::TIMESTAMPTZ AS event_timestamp"]
     for f in C.CUSTOMER_FEATURES:
@@ -194,10 +204,10 @@ def customer_sql(until_us: int) -> list[str]:
             d = win(f.den, f.days)
             out.append(f"CASE WHEN {d} > 0 THEN {win(f.num, f.days)}::DOUBLE / {d} END AS {n}")
         elif isinstance(f, C.LifetimeSum):
-            out.append(f"CAST({_q('c_' + f.metric)} AS {'BIGINT' if f.dtype == 'int64' else 'DOUBLE'}) AS {n}")
+            out.append(f"CAST({life(f.metric)} AS {'BIGINT' if f.dtype == 'int64' else 'DOUBLE'}) AS {n}")
         elif isinstance(f, C.LifetimeRatio):
-            d = _q("c_" + f.den)
-            out.append(f"CASE WHEN {d} > 0 THEN {_q('c_' + f.num)}::DOUBLE / {d} END AS {n}")
+            d = life(f.den)
+            out.append(f"CASE WHEN {d} > 0 THEN {life(f.num)}::DOUBLE / {d} END AS {n}")
         elif isinstance(f, C.FirstAbove):
             out.append(f"({_q('v_' + f.name)} > {f.threshold}) AS {n}")
         elif isinstance(f, C.LatestValue):
@@ -217,9 +227,9 @@ def customer_sql(until_us: int) -> list[str]:
     ctes = ("WITH " + ",\n".join(extra_ctes) + ",\n") if extra_ctes else "WITH "
     stmts.append(f"""CREATE OR REPLACE TEMP TABLE customer_snapshots AS
         {ctes} base AS (
-          SELECT s.*, p.* EXCLUDE (customer_id, day){''.join(', ' + c for c in extra_cols)}
-          FROM cust_snap s JOIN cust_prior p USING (customer_id, day) {' '.join(extra_joins)}),
-        acc AS (SELECT {', '.join(sel)} FROM base)
+          SELECT s.*{''.join(', ' + c for c in extra_cols)} FROM cust_snap s {' '.join(extra_joins)}),
+        acc AS (SELECT a.*, l.* EXCLUDE (customer_id, day) FROM (SELECT {', '.join(sel)} FROM base) a
+                JOIN cust_lag l USING (customer_id, day))
         SELECT {', '.join(out)} FROM acc ORDER BY customer_id, tsu""")
     return stmts
 

@@ -23,6 +23,7 @@ from ingestion.contract import CATEGORIES, CHANNELS, REGIONS, SUBJECTS, TIERS
 from .expr import EventFilter, eq, events, is_true, lt, present
 
 WINDOWS = (7, 14, 30)
+FIXED_POINT = 1_000_000
 MAX_WINDOW_DAYS = max(WINDOWS)
 CUSTOMER_VIEW = "customer_features"
 TUTOR_VIEW = "tutor_features"
@@ -49,6 +50,12 @@ class Metric:
     value: str | None = None
     per_day: str = "sum"
     integer: bool = True
+
+    @property
+    def scale(self) -> int:
+        """Fractional values are accumulated as integers in millionths (fixed point): both engines
+        then sum exact integers, so they agree bit for bit and an emptied window is exactly 0."""
+        return 1 if self.integer else FIXED_POINT
 
     def describe(self) -> str:
         what = f"sum of `{self.value}`" if self.value else "number"
@@ -492,3 +499,44 @@ def model_features() -> list[dict]:
 def model_input_schema() -> dict:
     return {"feature_service": FEATURE_SERVICE,
             "features": [{k: v for k, v in f.items() if k != "view"} for f in model_features()]}
+
+
+# --------------------------------------------------------------------------- data-quality specs
+def column_specs(view: str | None = None) -> list[dict]:
+    """Column rules of a snapshot table for the validation suites (validation.specs.ColumnSpec fields).
+
+    Counts are >= 0, bounded rates lie in [0, 1], and only features whose null rule allows it
+    may be null. ``view`` defaults to the customer view.
+    """
+    view = view or CUSTOMER_VIEW
+    if view == CUSTOMER_VIEW:
+        feats = [(f.name, f) for f in CUSTOMER_FEATURES]
+    elif view == TUTOR_VIEW:
+        feats = [(f.name, f) for f in TUTOR_FEATURES]
+    elif view == MARKETPLACE_VIEW:
+        feats = [(c, f) for c, f, _ in subject_columns()]
+    else:
+        raise ValueError(f"view: expected one of {CUSTOMER_VIEW}, {TUTOR_VIEW}, {MARKETPLACE_VIEW}; got {view!r}")
+    specs = []
+    for name, f in feats:
+        spec = {"name": name, "nullable": f.nullable}
+        kind = f.kind
+        if kind == "timestamp_us":
+            spec.update(kind="numeric", min=0)
+        elif kind in ("count", "rate"):
+            spec.update(kind=kind)
+        elif kind == "categorical":
+            spec.update(kind="categorical")
+            if getattr(f, "categories", ()):
+                spec["values"] = list(f.categories)
+        elif kind == "boolean":
+            spec.update(kind="boolean")
+        else:
+            spec.update(kind="numeric")
+            if isinstance(f, (WindowSum, WindowRatio, LifetimeRatio, GroupFeature)) or name.startswith("avg_"):
+                spec["min"] = 0
+        specs.append(spec)
+    return specs
+
+
+ENTITY_KEYS = {CUSTOMER_VIEW: "customer_id", TUTOR_VIEW: "tutor_id", MARKETPLACE_VIEW: "marketplace_id"}

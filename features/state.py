@@ -12,6 +12,7 @@ stream's per-partition order); the ingester enforces that with ``watermark``.
 """
 from __future__ import annotations
 
+import math
 from typing import Any, Mapping
 
 from . import catalog as C
@@ -39,12 +40,18 @@ def new_state() -> dict[str, Any]:
     }
 
 
+def fixed_point(value: float, scale: int) -> int:
+    """The integer a fractional value is accumulated as (the backfill's FLOOR(v * scale + 0.5))."""
+    return math.floor(value * scale + 0.5)
+
+
 def _metric_contribution(metric: C.Metric, record: Mapping[str, Any]):
     if not metric.source.test(record):
         return None
     if metric.value is None:
         return 1
-    return record.get(metric.value)
+    v = record.get(metric.value)
+    return None if v is None else fixed_point(v, metric.scale)
 
 
 def apply_event(state: dict, record: Mapping[str, Any], ts_us: int, event_id: str) -> None:
@@ -127,6 +134,12 @@ def _window_sum(state: dict, metric: str, days: int, today: int):
     return prior + (t[i] if t is not None else 0)
 
 
+def _value(metric: str, raw: int):
+    """A metric's accumulated integer in its own unit (both engines divide the same way)."""
+    scale = C.METRIC_BY_NAME[metric].scale
+    return raw if scale == 1 else raw / scale
+
+
 def _ratio(num, den):
     return float(num) / float(den) if den else None
 
@@ -138,15 +151,17 @@ def snapshot(state: dict) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for f in C.CUSTOMER_FEATURES:
         if isinstance(f, C.WindowSum):
-            s = _window_sum(state, f.metric, f.days, today)
-            out[f.name] = s / f.days if f.per_day else (int(s) if f.dtype == "int64" else float(s))
+            v = _value(f.metric, _window_sum(state, f.metric, f.days, today))
+            out[f.name] = v / f.days if f.per_day else (int(v) if f.dtype == "int64" else float(v))
         elif isinstance(f, C.WindowRatio):
-            out[f.name] = _ratio(_window_sum(state, f.num, f.days, today), _window_sum(state, f.den, f.days, today))
+            out[f.name] = _ratio(_value(f.num, _window_sum(state, f.num, f.days, today)),
+                                 _value(f.den, _window_sum(state, f.den, f.days, today)))
         elif isinstance(f, C.LifetimeSum):
-            v = totals[_METRIC_INDEX[f.metric]]
+            v = _value(f.metric, totals[_METRIC_INDEX[f.metric]])
             out[f.name] = int(v) if f.dtype == "int64" else float(v)
         elif isinstance(f, C.LifetimeRatio):
-            out[f.name] = _ratio(totals[_METRIC_INDEX[f.num]], totals[_METRIC_INDEX[f.den]])
+            out[f.name] = _ratio(_value(f.num, totals[_METRIC_INDEX[f.num]]),
+                                 _value(f.den, totals[_METRIC_INDEX[f.den]]))
         elif isinstance(f, C.FirstAbove):
             v = state["first"].get(f.name)
             out[f.name] = None if v is None else bool(v > f.threshold)

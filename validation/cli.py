@@ -104,11 +104,12 @@ def _catalog_specs(view: str | None):
             raise
         raise UsageError("the feature catalog (features/catalog.py) is not available; "
                          "pass --specs FILE.json with the column specs instead") from None
-    fn = getattr(catalog, "column_specs", None)
-    if fn is None:
-        raise UsageError("features.catalog has no column_specs(view) returning validation.specs.ColumnSpec; "
-                         "pass --specs FILE.json instead")
-    return list(fn(view))
+    from validation.specs import ColumnSpec
+
+    try:
+        return [ColumnSpec.from_dict(d) for d in catalog.column_specs(view)]
+    except ValueError as exc:
+        raise UsageError(f"--view: {exc}") from None
 
 
 def _pairs(values: list[str], arg: str, parse):
