@@ -445,18 +445,20 @@ class OnDemand:
     kind: str = "numeric"
 
 
-REQUEST_TIME_FIELD = "request_ts"
+# The request time as integer microseconds since the epoch: Feast's online timestamp type would
+# truncate it to whole seconds and the time-since features would differ from offline.
+REQUEST_TIME_FIELD = "request_time_us"
 ON_DEMAND: tuple[OnDemand, ...] = (
-    OnDemand("days_since_last_session", RECENCY_VIEW, "(request_ts - last_session_ts) in days",
+    OnDemand("days_since_last_session", RECENCY_VIEW, "(request time - last_session_ts) in days",
              ("last_session_ts",), "recency"),
-    OnDemand("days_since_last_login", RECENCY_VIEW, "(request_ts - last_login_ts) in days",
+    OnDemand("days_since_last_login", RECENCY_VIEW, "(request time - last_login_ts) in days",
              ("last_login_ts",), "recency"),
-    OnDemand("days_since_last_payment", RECENCY_VIEW, "(request_ts - last_payment_ts) in days",
+    OnDemand("days_since_last_payment", RECENCY_VIEW, "(request time - last_payment_ts) in days",
              ("last_payment_ts",), "recency"),
-    OnDemand("days_since_last_ib_call", RECENCY_VIEW, "(request_ts - last_ib_call_ts) in days",
+    OnDemand("days_since_last_ib_call", RECENCY_VIEW, "(request time - last_ib_call_ts) in days",
              ("last_ib_call_ts",), "recency"),
-    OnDemand("days_since_signup", RECENCY_VIEW, "(request_ts - signup_ts) in days", ("signup_ts",), "recency"),
-    OnDemand("customer_tenure_days", RECENCY_VIEW, "floor((request_ts - signup_ts) in days)", ("signup_ts",),
+    OnDemand("days_since_signup", RECENCY_VIEW, "(request time - signup_ts) in days", ("signup_ts",), "recency"),
+    OnDemand("customer_tenure_days", RECENCY_VIEW, "floor((request time - signup_ts) in days)", ("signup_ts",),
              "lifetime"),
     OnDemand("session_velocity_change", TREND_VIEW, "session_count_7d / 7 - session_count_30d / 30",
              ("session_count_7d", "session_count_30d"), "trend"),

@@ -24,6 +24,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("backfill", help="compute feature snapshot tables from the event log")
     workspace.add_arguments(p)
     p.add_argument("--until", help="ignore events after this UTC time (default: the midnight after the last event)")
+    p.add_argument("--no-validate", action="store_true",
+                   help="skip the data-quality gates on the event log and the snapshot tables")
     p.set_defaults(func=cmd_backfill)
 
     p = sub.add_parser("apply", help="register the Feast definitions (feast apply, for the workspace)")
@@ -51,8 +53,20 @@ def cmd_backfill(args) -> int:
     if not storage.exists(ws.events):
         raise UsageError(f"--workspace: no event log at {ws.events}; run `mhp simulate --out {ws.root}` first")
     until = _parse_time(args.until, "--until") if args.until else None
+    reports = ws.state / "reports"
+    reports.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
+    if not args.no_validate:
+        from .quality import check_event_log
+
+        gate = check_event_log(ws.events, until or datetime.max.replace(tzinfo=timezone.utc), reports)
+        print(f"event log gate: {gate.row_count:,} rows pass {len(gate.outcomes)} checks ({gate.report_path})")
     res = run_backfill(ws.events, ws.features, until=until)
+    if not args.no_validate:
+        from .quality import check_snapshots
+
+        for gate in check_snapshots(res.outputs, reports):
+            print(f"{gate.suite_name} gate: {gate.row_count:,} rows pass {len(gate.outcomes)} checks")
     print(f"backfill: {res.customer_rows:,} customer rows, {res.tutor_rows:,} tutor rows, "
           f"{res.marketplace_rows:,} marketplace rows, events {res.first_event:%Y-%m-%d} .. {res.until:%Y-%m-%d %H:%M}Z "
           f"in {time.perf_counter() - t0:.1f}s")

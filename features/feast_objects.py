@@ -53,7 +53,7 @@ def build(features_uri: str) -> dict[str, object]:
         description="Daily per-subject supply/demand snapshots, keyed by the constant marketplace id.",
     )
     request = RequestSource(name="scoring_request",
-                            schema=[Field(name=C.REQUEST_TIME_FIELD, dtype=UnixTimestamp)])
+                            schema=[Field(name=C.REQUEST_TIME_FIELD, dtype=Int64)])
 
     recency_fields = [f for f in C.ON_DEMAND if f.view == C.RECENCY_VIEW]
     trend_fields = [f for f in C.ON_DEMAND if f.view == C.TREND_VIEW]
@@ -67,7 +67,7 @@ def build(features_uri: str) -> dict[str, object]:
         import pandas as pd  # on-demand functions are serialized: imports inside the body
 
         inputs = inputs.loc[:, ~inputs.columns.duplicated()]  # offline retrieval can repeat a column
-        now = pd.to_datetime(inputs["request_ts"], utc=True)
+        now = pd.to_datetime(pd.to_numeric(inputs["request_time_us"]), unit="us", utc=True)
 
         def days_since(col):
             then = pd.to_datetime(pd.to_numeric(inputs[col], errors="coerce"), unit="us", utc=True)

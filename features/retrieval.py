@@ -40,7 +40,7 @@ def historical_features(store: FeatureStore, entity_df: pd.DataFrame) -> pd.Data
     primary = store.get_historical_features(keys, features=[_PRIMARY]).to_df().sort_values(_ROW)
     base["tutor_id"] = primary["primary_tutor_id"].fillna(NO_TUTOR).astype(str).to_numpy()
     base["marketplace_id"] = C.MARKETPLACE_KEY
-    base[C.REQUEST_TIME_FIELD] = base["event_timestamp"]
+    base[C.REQUEST_TIME_FIELD] = _epoch_us(base["event_timestamp"])
     service = store.get_feature_service(C.FEATURE_SERVICE)
     out = store.get_historical_features(base, features=service).to_df()
     if len(out) != len(base):  # the guarantee we chose the duckdb store for; never drop a row silently
@@ -57,11 +57,16 @@ def online_features(store: FeatureStore, customer_ids: list[str], request_time: 
     rows = [{"customer_id": c} for c in customer_ids]
     primary = store.get_online_features(features=[_PRIMARY], entity_rows=rows).to_dict()["primary_tutor_id"]
     rows = [{"customer_id": c, "tutor_id": t if t is not None else NO_TUTOR, "marketplace_id": C.MARKETPLACE_KEY,
-             C.REQUEST_TIME_FIELD: request_time} for c, t in zip(customer_ids, primary)]
+             C.REQUEST_TIME_FIELD: int(_epoch_us(pd.Series([request_time])).iloc[0])}
+            for c, t in zip(customer_ids, primary)]
     service = store.get_feature_service(C.FEATURE_SERVICE)
     out = store.get_online_features(features=service, entity_rows=rows).to_df()
     out["tutor_id"] = out["tutor_id"].replace(NO_TUTOR, None)
     return out
+
+
+def _epoch_us(ts: pd.Series) -> pd.Series:
+    return (ts.dt.tz_convert("UTC") - pd.Timestamp(0, tz="UTC")) // pd.Timedelta(microseconds=1)
 
 
 def model_columns() -> list[str]:
