@@ -14,6 +14,7 @@ COMMAND_MODULES: list[str] = [
     "validation.cli",
     "features.cli",
     "ingestion.cli",
+    "serving.cli",
 ]
 
 

@@ -1,0 +1,153 @@
+"""``mhp serve``, ``mhp score``, ``mhp deploy``."""
+from __future__ import annotations
+
+import json
+import sys
+from datetime import datetime, timezone
+
+from mhp import workspace
+
+
+def register(subparsers) -> None:
+    p = subparsers.add_parser("serve", help="run the SageMaker-contract inference server (GET /ping, POST /invocations)")
+    p.add_argument("--model", required=True, help="model.tar.gz or an extracted model directory")
+    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--port", type=int, default=8080)
+    p.add_argument("--max-body-bytes", type=int, default=16 * 1024 * 1024)
+    p.set_defaults(func=cmd_serve)
+
+    s = subparsers.add_parser("score", help="score customers from online features; apply alert rules and publish")
+    who = s.add_mutually_exclusive_group(required=True)
+    who.add_argument("--customer", action="append", help="customer id (repeatable)")
+    who.add_argument("--all", action="store_true", help="daily batch: every active customer at --at")
+    who.add_argument("--recover", action="store_true",
+                     help="retry pending scoring requests and redeliver undelivered alerts")
+    s.add_argument("--at", help="request (event) time, ISO-8601 with offset; required with --all "
+                                "(default for --customer: now)")
+    s.add_argument("--config", help="serving config JSON (thresholds, cooldown, endpoint, sinks)")
+    s.add_argument("--endpoint-url", help="inference server URL (local / aws-local profiles)")
+    s.add_argument("--endpoint-name", help="SageMaker endpoint name (aws profile)")
+    s.add_argument("--no-alerts", action="store_true", help="only print the predictions")
+    workspace.add_arguments(s)
+    s.set_defaults(func=cmd_score)
+
+    d = subparsers.add_parser("deploy", help="upload model.tar.gz and create/roll a SageMaker endpoint with autoscaling")
+    d.add_argument("--model", required=True, help="model.tar.gz")
+    d.add_argument("--endpoint", required=True, help="endpoint name")
+    d.add_argument("--bucket", default="mhp-models", help="S3 bucket for the artifact (default: mhp-models)")
+    d.add_argument("--role", default="arn:aws:iam::123456789012:role/mhp-sagemaker",
+                   help="SageMaker execution role ARN")
+    d.add_argument("--instance-type", default="ml.m5.large")
+    d.add_argument("--min-instances", type=int, default=1)
+    d.add_argument("--max-instances", type=int, default=4)
+    d.add_argument("--target-invocations", type=float, default=200.0,
+                   help="target SageMakerVariantInvocationsPerInstance (per minute)")
+    d.add_argument("--steps", default="0.1,0.5,1.0", help="rollout weights for the new variant")
+    d.set_defaults(func=cmd_deploy)
+
+
+def _time(value: str, arg: str) -> datetime:
+    from mhp.cli import UsageError
+
+    try:
+        t = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        raise UsageError(f"{arg}: expected an ISO-8601 time with offset, got {value!r}") from None
+    if t.tzinfo is None:
+        raise UsageError(f"{arg}: expected a timezone offset (e.g. 2025-03-01T12:00:00Z), got {value!r}")
+    return t.astimezone(timezone.utc)
+
+
+def cmd_serve(args) -> int:
+    from mhp.cli import UsageError
+
+    from .server import InferenceServer
+
+    try:
+        server = InferenceServer(args.model, host=args.host, port=args.port, max_body_bytes=args.max_body_bytes)
+    except FileNotFoundError as exc:
+        raise UsageError(f"--model: {exc}") from None
+    except OSError as exc:
+        raise UsageError(f"--port: cannot listen on {args.host}:{args.port}: {exc}") from None
+    print(f"serving {server.model_version} on {server.url} (GET /ping, POST /invocations)", flush=True)
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.stop()
+    return 0
+
+
+def cmd_score(args) -> int:
+    from mhp.cli import UsageError
+
+    from features.store import open_store
+
+    from .batch import active_customers, score_all
+    from .config import ConfigError, ServingConfig
+    from .runtime import build_service
+
+    ws = workspace.from_args(args)
+    try:
+        config = ServingConfig.load(args.config) if args.config else ServingConfig()
+    except ConfigError as exc:
+        raise UsageError(f"--config: {exc}") from None
+    config = config.with_(profile=ws.profile)
+    if args.endpoint_url:
+        config = config.with_(endpoint_url=args.endpoint_url)
+    if args.endpoint_name:
+        config = config.with_(endpoint_name=args.endpoint_name)
+    if args.all and not args.at:
+        raise UsageError("--at: required with --all (the batch's event time, e.g. 2025-03-01T00:00:00Z)")
+    at = _time(args.at, "--at") if args.at else datetime.now(timezone.utc)
+    store = open_store(ws.profile, ws.feast_state, None if ws.profile == "local" else ws.root)
+    service = build_service(config, store, ws.state)
+    if args.recover:
+        out = service.recover()
+    elif args.all:
+        ids = active_customers(ws.events, at)
+        print(f"batch at {at.isoformat()}: {len(ids)} active customer(s)")
+        out = score_all(service, ids, at)
+    elif args.no_alerts:
+        for s in service.scorer.score(args.customer, at):
+            print(json.dumps({"customer_id": s.customer_id, **s.prediction}))
+        return 0
+    else:
+        out = service.score_and_alert(args.customer, at)
+    if not args.all:
+        for s in out.scored:
+            print(json.dumps({"customer_id": s.customer_id, "as_of": s.request_time.isoformat(), **s.prediction}))
+    for a in out.alerts:
+        print(f"ALERT {a['severity']:8s} {a['type']:22s} {a['customer_id']}  top: "
+              + ", ".join(f"{f['feature']}={f['value']}" for f in a["top_features"][:3]))
+    print(out.summary(), file=sys.stderr if out.errors else sys.stdout)
+    return 1 if (out.pending or out.rejected or out.publish.failed) else 0
+
+
+def cmd_deploy(args) -> int:
+    from mhp.cli import UsageError
+
+    from .deploy import DeploySpec, Deployer
+
+    try:
+        steps = [float(x) for x in args.steps.split(",")]
+    except ValueError:
+        raise UsageError(f"--steps: expected comma-separated weights in [0, 1], got {args.steps!r}") from None
+    if not steps or any(not 0 <= w <= 1 for w in steps) or steps[-1] != 1.0:
+        raise UsageError(f"--steps: weights in [0, 1] ending at 1.0, got {args.steps!r}")
+    if args.min_instances < 1 or args.max_instances < args.min_instances:
+        raise UsageError("--min-instances/--max-instances: expected 1 <= min <= max")
+    spec = DeploySpec(endpoint=args.endpoint, bucket=args.bucket, role_arn=args.role, instance_type=args.instance_type,
+                      min_instances=args.min_instances, max_instances=args.max_instances,
+                      target_invocations_per_instance=args.target_invocations)
+    try:
+        res = Deployer(spec, on_step=lambda step, _d: print(f"  {step}", flush=True)).deploy(args.model, steps)
+    except FileNotFoundError as exc:
+        raise UsageError(f"--model: {exc}") from None
+    except (ValueError, KeyError) as exc:
+        raise UsageError(f"--model: {exc}") from None
+    for step in res.steps:
+        print(step)
+    print(f"endpoint {res.endpoint}: variant {res.variant} ({res.model_name}), config {res.endpoint_config}")
+    return 0
