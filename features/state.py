@@ -9,6 +9,13 @@ primary tutor and a tutor -> last-day map for distinct-in-window counts
 Events must be applied in (timestamp, event_id) order per customer (the
 stream's per-partition order); the ingester enforces that with ``watermark``.
 ``snapshot()`` equals the offline backfill's row at ``clock`` exactly.
+
+The catalog is compiled once at import into per-event-type update plans
+(``_PLANS``: the metrics and features an event of that type can change, with
+their conditions) and a snapshot plan (``_SNAPSHOT``), so applying an event
+touches only what it can change. The plans are derived mechanically from the
+declarations (still no per-feature code); the semantics are those of the
+declarations (``EventFilter.test``), which the parity tests check bit for bit.
 """
 from __future__ import annotations
 
@@ -19,6 +26,7 @@ from . import catalog as C
 
 DAY_US = 86_400_000_000
 _METRIC_INDEX = {m.name: i for i, m in enumerate(C.METRICS)}
+_N_METRICS = len(C.METRICS)
 
 
 def day_of(ts_us: int) -> int:
@@ -31,7 +39,7 @@ def new_state() -> dict[str, Any]:
         "clock": None,          # latest time applied (event or day tick), epoch microseconds
         "watermark": None,      # [ts_us, event_id] of the latest applied event
         "tiles": {},            # str(day) -> [metric values]
-        "totals": [0] * len(C.METRICS),
+        "totals": [0] * _N_METRICS,
         "first": {},            # feature -> value
         "latest": {},           # feature -> value
         "last_seen": {},        # feature -> ts_us
@@ -45,68 +53,114 @@ def fixed_point(value: float, scale: int) -> int:
     return math.floor(value * scale + 0.5)
 
 
-def _metric_contribution(metric: C.Metric, record: Mapping[str, Any]):
-    if not metric.source.test(record):
-        return None
-    if metric.value is None:
-        return 1
-    v = record.get(metric.value)
-    return None if v is None else fixed_point(v, metric.scale)
+# --------------------------------------------------------------------------- compiled plans
+_FIRST, _LATEST, _LAST_SEEN, _PRIMARY, _DISTINCT = range(5)
+
+
+def _compile_plans() -> dict[str, tuple[tuple, tuple]]:
+    """event_type -> (metric updates, feature updates) an event of that type can fire.
+
+    metric update: (index, value field or None, scale, any_per_day, conditions)
+    feature update: (kind, feature name, field, conditions)
+    Conditions are the filter's ``where`` (the event type is already matched by the lookup).
+    A day gets a tile only when some metric fires on it (an all-zero tile is no tile).
+    """
+    types = {t for m in C.METRICS for t in m.source.event_types}
+    types |= {t for f in C.CUSTOMER_FEATURES if hasattr(f, "source") for t in f.source.event_types}
+    plans = {}
+    for t in sorted(types):
+        metrics = tuple((i, m.value, m.scale, m.per_day == "any", m.source.where)
+                        for i, m in enumerate(C.METRICS) if t in m.source.event_types)
+        feats = []
+        for f in C.CUSTOMER_FEATURES:
+            src = getattr(f, "source", None)
+            if src is None or t not in src.event_types:
+                continue
+            kind = {C.FirstAbove: _FIRST, C.LatestValue: _LATEST, C.LastSeen: _LAST_SEEN,
+                    C.PrimaryKey: _PRIMARY, C.DistinctInWindow: _DISTINCT}[type(f)]
+            feats.append((kind, f.name, getattr(f, "field", None), src.where))
+        plans[t] = (metrics, tuple(feats))
+    return plans
+
+
+_PLANS = _compile_plans()
+_DISTINCT_DAYS = tuple((f.name, f.days) for f in C.CUSTOMER_FEATURES if isinstance(f, C.DistinctInWindow))
+
+
+def _all(conds, record) -> bool:
+    for c in conds:
+        if not c.test(record):
+            return False
+    return True
 
 
 def apply_event(state: dict, record: Mapping[str, Any], ts_us: int, event_id: str) -> None:
     """Fold one customer event into the state (caller guarantees ordering and de-duplication)."""
     advance(state, ts_us)
-    day = day_of(ts_us)
-    tile = state["tiles"].setdefault(str(day), [0] * len(C.METRICS))
-    totals = state["totals"]
-    for i, m in enumerate(C.METRICS):
-        v = _metric_contribution(m, record)
-        if v is None:
-            continue
-        if m.per_day == "any":
-            if tile[i] == 0:
-                tile[i] = 1
-                totals[i] += 1
-        else:
-            tile[i] += v
-            totals[i] += v
-    for f in C.CUSTOMER_FEATURES:
-        if isinstance(f, (C.FirstAbove, C.LatestValue, C.LastSeen, C.PrimaryKey, C.DistinctInWindow)):
-            if not f.source.test(record):
+    plan = _PLANS.get(record.get("event_type"))
+    if plan is not None:
+        metrics, feats = plan
+        day = ts_us // DAY_US
+        tile = None
+        totals = state["totals"]
+        for i, field, scale, any_per_day, conds in metrics:
+            if conds and not _all(conds, record):
                 continue
-        if isinstance(f, C.FirstAbove):
-            if f.name not in state["first"] and record.get(f.field) is not None:
-                state["first"][f.name] = record[f.field]
-        elif isinstance(f, C.LatestValue):
-            if record.get(f.field) is not None:
-                state["latest"][f.name] = record[f.field]
-        elif isinstance(f, C.LastSeen):
-            state["last_seen"][f.name] = ts_us
-        elif isinstance(f, C.PrimaryKey):
-            p = state["primary"].setdefault(f.name, {"counts": {}, "key": None, "top": 0})
-            key = record[f.field]
-            n = p["counts"].get(key, 0) + 1
-            p["counts"][key] = n
-            if n >= p["top"]:
-                p["key"], p["top"] = key, n
-        elif isinstance(f, C.DistinctInWindow):
-            state["distinct"].setdefault(f.name, {})[record[f.field]] = day
+            if field is None:
+                v = 1
+            else:
+                v = record.get(field)
+                if v is None:
+                    continue
+                v = math.floor(v * scale + 0.5)
+            if tile is None:
+                tile = state["tiles"].setdefault(str(day), [0] * _N_METRICS)
+            if any_per_day:
+                if tile[i] == 0:
+                    tile[i] = 1
+                    totals[i] += 1
+            else:
+                tile[i] += v
+                totals[i] += v
+        for kind, name, field, conds in feats:
+            if conds and not _all(conds, record):
+                continue
+            if kind == _FIRST:
+                if name not in state["first"] and record.get(field) is not None:
+                    state["first"][name] = record[field]
+            elif kind == _LATEST:
+                if record.get(field) is not None:
+                    state["latest"][name] = record[field]
+            elif kind == _LAST_SEEN:
+                state["last_seen"][name] = ts_us
+            elif kind == _PRIMARY:
+                p = state["primary"].setdefault(name, {"counts": {}, "key": None, "top": 0})
+                key = record[field]
+                n = p["counts"].get(key, 0) + 1
+                p["counts"][key] = n
+                if n >= p["top"]:
+                    p["key"], p["top"] = key, n
+            else:  # _DISTINCT
+                state["distinct"].setdefault(name, {})[record[field]] = ts_us // DAY_US
     state["watermark"] = [ts_us, event_id]
 
 
 def advance(state: dict, ts_us: int) -> None:
     """Move the clock forward (a day tick or an event) and drop tiles that left every window."""
-    if state["clock"] is not None and ts_us <= state["clock"]:
+    clock = state["clock"]
+    if clock is not None and ts_us <= clock:
         return
     state["clock"] = ts_us
-    oldest = day_of(ts_us) - (C.MAX_WINDOW_DAYS - 1)
-    for d in [d for d in state["tiles"] if int(d) < oldest]:
-        del state["tiles"][d]
-    for f in C.CUSTOMER_FEATURES:
-        if isinstance(f, C.DistinctInWindow) and f.name in state["distinct"]:
-            keep_from = day_of(ts_us) - (f.days - 1)
-            m = state["distinct"][f.name]
+    today = ts_us // DAY_US
+    oldest = today - (C.MAX_WINDOW_DAYS - 1)
+    tiles = state["tiles"]
+    for d in [d for d in tiles if int(d) < oldest]:
+        del tiles[d]
+    distinct = state["distinct"]
+    for name, days in _DISTINCT_DAYS:
+        m = distinct.get(name)
+        if m:
+            keep_from = today - (days - 1)
             for k in [k for k, d in m.items() if d < keep_from]:
                 del m[k]
 
@@ -122,16 +176,42 @@ def needs_tick(state: dict, midnight_us: int) -> bool:
     return day_of(state["watermark"][0]) >= day_of(midnight_us) - C.MAX_WINDOW_DAYS
 
 
+def last_tick_before(state: dict, horizon_us: int) -> int | None:
+    """The latest midnight <= ``horizon_us`` at which a day tick still changes this state, or None.
+
+    Ticks are applied only while ``needs_tick`` holds (up to MAX_WINDOW_DAYS after the last
+    event), so a state that was ticked to ``horizon_us`` has its clock there, or at the last
+    midnight before it that still mattered.
+    """
+    wm = state["watermark"]
+    if wm is None:
+        return None
+    m = min(horizon_us // DAY_US, wm[0] // DAY_US + C.MAX_WINDOW_DAYS) * DAY_US
+    return m if needs_tick(state, m) else None
+
+
+def catch_up(state: dict, horizon_us: int | None) -> bool:
+    """Apply, lazily, the day ticks up to ``horizon_us`` this state has been ticked to
+    (``advance`` is a pure function of the clock, so one advance to the last relevant midnight
+    equals the sequence of ticks). Returns whether the clock moved."""
+    if horizon_us is None:
+        return False
+    m = last_tick_before(state, horizon_us)
+    if m is None:
+        return False
+    advance(state, m)
+    return True
+
+
 def _window_sum(state: dict, metric: str, days: int, today: int):
     i = _METRIC_INDEX[metric]
     tiles = state["tiles"]
-    prior = 0
-    for d in range(today - (days - 1), today):  # earlier days first, then today: the backfill's order
+    total = 0
+    for d in range(today - (days - 1), today + 1):
         t = tiles.get(str(d))
         if t is not None:
-            prior += t[i]
-    t = tiles.get(str(today))
-    return prior + (t[i] if t is not None else 0)
+            total += t[i]
+    return total
 
 
 def _value(metric: str, raw: int):
@@ -144,39 +224,103 @@ def _ratio(num, den):
     return float(num) / float(den) if den else None
 
 
+# snapshot plan: one entry per feature, in catalog order
+_WSUM, _WRATIO, _LSUM, _LRATIO, _SFIRST, _SLATEST, _SLAST, _SPKEY, _SPSHARE, _SDISTINCT = range(10)
+_WIN_INDEX = {w: j for j, w in enumerate(sorted({f.days for f in C.CUSTOMER_FEATURES
+                                                 if isinstance(f, (C.WindowSum, C.WindowRatio))}))}
+_WIN_DAYS = tuple(sorted(_WIN_INDEX))
+
+
+def _compile_snapshot() -> tuple:
+    out = []
+    mi, scale = _METRIC_INDEX, (lambda m: C.METRIC_BY_NAME[m].scale)
+    for f in C.CUSTOMER_FEATURES:
+        if isinstance(f, C.WindowSum):
+            out.append((_WSUM, f.name, (_WIN_INDEX[f.days], mi[f.metric], scale(f.metric), f.days if f.per_day else 0,
+                                        f.dtype == "int64")))
+        elif isinstance(f, C.WindowRatio):
+            out.append((_WRATIO, f.name, (_WIN_INDEX[f.days], mi[f.num], scale(f.num), mi[f.den], scale(f.den))))
+        elif isinstance(f, C.LifetimeSum):
+            out.append((_LSUM, f.name, (mi[f.metric], scale(f.metric), f.dtype == "int64")))
+        elif isinstance(f, C.LifetimeRatio):
+            out.append((_LRATIO, f.name, (mi[f.num], scale(f.num), mi[f.den], scale(f.den))))
+        elif isinstance(f, C.FirstAbove):
+            out.append((_SFIRST, f.name, f.threshold))
+        elif isinstance(f, C.LatestValue):
+            out.append((_SLATEST, f.name, None))
+        elif isinstance(f, C.LastSeen):
+            out.append((_SLAST, f.name, None))
+        elif isinstance(f, C.PrimaryKey):
+            out.append((_SPKEY, f.name, None))
+        elif isinstance(f, C.PrimaryShare):
+            out.append((_SPSHARE, f.name, (f.primary, mi[f.total_metric])))
+        elif isinstance(f, C.DistinctInWindow):
+            out.append((_SDISTINCT, f.name, f.days))
+        else:  # pragma: no cover - a new kind must be taught to both engines
+            raise TypeError(f"no incremental rule for {type(f).__name__}")
+    return tuple(out)
+
+
+_SNAPSHOT = _compile_snapshot()
+
+
+def window_sums(state: dict, today: int) -> list[list[int]]:
+    """For each window of ``_WIN_DAYS`` (ascending), the per-metric sums of its tiles (exact integers)."""
+    sums = [[0] * _N_METRICS for _ in _WIN_DAYS]
+    for d, tile in state["tiles"].items():
+        age = today - int(d)
+        if age < 0:
+            continue
+        for j, w in enumerate(_WIN_DAYS):
+            if age < w:
+                acc = sums[j]
+                for i, v in enumerate(tile):
+                    if v:
+                        acc[i] += v
+    return sums
+
+
 def snapshot(state: dict) -> dict[str, Any]:
     """Every customer-view feature as of ``state['clock']``."""
     today = day_of(state["clock"])
     totals = state["totals"]
+    ws = window_sums(state, today)
     out: dict[str, Any] = {}
-    for f in C.CUSTOMER_FEATURES:
-        if isinstance(f, C.WindowSum):
-            v = _value(f.metric, _window_sum(state, f.metric, f.days, today))
-            out[f.name] = v / f.days if f.per_day else (int(v) if f.dtype == "int64" else float(v))
-        elif isinstance(f, C.WindowRatio):
-            out[f.name] = _ratio(_value(f.num, _window_sum(state, f.num, f.days, today)),
-                                 _value(f.den, _window_sum(state, f.den, f.days, today)))
-        elif isinstance(f, C.LifetimeSum):
-            v = _value(f.metric, totals[_METRIC_INDEX[f.metric]])
-            out[f.name] = int(v) if f.dtype == "int64" else float(v)
-        elif isinstance(f, C.LifetimeRatio):
-            out[f.name] = _ratio(_value(f.num, totals[_METRIC_INDEX[f.num]]),
-                                 _value(f.den, totals[_METRIC_INDEX[f.den]]))
-        elif isinstance(f, C.FirstAbove):
-            v = state["first"].get(f.name)
-            out[f.name] = None if v is None else bool(v > f.threshold)
-        elif isinstance(f, C.LatestValue):
-            out[f.name] = state["latest"].get(f.name)
-        elif isinstance(f, C.LastSeen):
-            out[f.name] = state["last_seen"].get(f.name)
-        elif isinstance(f, C.PrimaryKey):
-            out[f.name] = state["primary"].get(f.name, {}).get("key")
-        elif isinstance(f, C.PrimaryShare):
-            top = state["primary"].get(f.primary, {}).get("top", 0)
-            out[f.name] = _ratio(top, totals[_METRIC_INDEX[f.total_metric]])
-        elif isinstance(f, C.DistinctInWindow):
-            keep_from = today - (f.days - 1)
-            out[f.name] = sum(1 for d in state["distinct"].get(f.name, {}).values() if d >= keep_from)
-        else:  # pragma: no cover - a new kind must be taught to both engines
-            raise TypeError(f"no incremental rule for {type(f).__name__}")
+    for kind, name, a in _SNAPSHOT:
+        if kind == _WSUM:
+            j, i, sc, per_day, is_int = a
+            raw = ws[j][i]
+            v = raw if sc == 1 else raw / sc
+            out[name] = v / per_day if per_day else (int(v) if is_int else float(v))
+        elif kind == _WRATIO:
+            j, i, sc, k, sk = a
+            num, den = ws[j][i], ws[j][k]
+            num = num if sc == 1 else num / sc
+            den = den if sk == 1 else den / sk
+            out[name] = float(num) / float(den) if den else None
+        elif kind == _LSUM:
+            i, sc, is_int = a
+            v = totals[i] if sc == 1 else totals[i] / sc
+            out[name] = int(v) if is_int else float(v)
+        elif kind == _LRATIO:
+            i, sc, k, sk = a
+            num = totals[i] if sc == 1 else totals[i] / sc
+            den = totals[k] if sk == 1 else totals[k] / sk
+            out[name] = float(num) / float(den) if den else None
+        elif kind == _SFIRST:
+            v = state["first"].get(name)
+            out[name] = None if v is None else bool(v > a)
+        elif kind == _SLATEST:
+            out[name] = state["latest"].get(name)
+        elif kind == _SLAST:
+            out[name] = state["last_seen"].get(name)
+        elif kind == _SPKEY:
+            out[name] = state["primary"].get(name, {}).get("key")
+        elif kind == _SPSHARE:
+            primary, i = a
+            top = state["primary"].get(primary, {}).get("top", 0)
+            out[name] = _ratio(top, totals[i])
+        else:  # _SDISTINCT
+            keep_from = today - (a - 1)
+            out[name] = sum(1 for d in state["distinct"].get(name, {}).values() if d >= keep_from)
     return out

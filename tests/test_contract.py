@@ -4,7 +4,8 @@ import json
 import pytest
 
 from ingestion.contract import (
-    EVENT_LOG_SCHEMA, EVENT_MODELS, EVENT_TYPES, EventValidationError, parse_event, parse_event_json,
+    EVENT_LOG_SCHEMA, EVENT_MODELS, EVENT_TYPES, EventValidationError, parse_event, parse_event_bytes,
+    parse_event_json,
 )
 
 TS = "2025-01-06T14:30:00Z"
@@ -153,3 +154,47 @@ def test_session_status_rules():
 def test_json_nulls_mean_absent():
     ev = parse_event({**record("login"), "amount": None, "tutor_id": None})
     assert ev.customer_id == "c1"
+
+
+def _outcome(parse, data):
+    try:
+        ev = parse(data)
+        return "ok", type(ev), ev.model_dump()
+    except EventValidationError as exc:
+        return "error", exc.event_type, exc.problems, str(exc)
+
+
+def _bytes_corpus():
+    out = []
+    for et in EVENT_TYPES:
+        out.append(record(et))
+        out.append(record(et, timestamp="2025-01-06T14:30:00"))
+        out.append(record(et, timestamp="2025-01-06T15:30:00+01:00"))
+        out.append(record(et, customer_id=None, tutor_id=None))       # null in a required field: "missing"
+        out.append(record(et, schema_version=None, bogus=None))       # nulls mean absent, even unknown ones
+        out.append(record(et, bogus=1))
+        out.append(record(et, event_id=""))
+        out.append(record(et, **{MISSING[et]: ...}))
+        field, value = WRONG_TYPE[et]
+        out.append(record(et, **{field: value}))
+        field, value, _ = OUT_OF_RANGE[et]
+        out.append(record(et, **{field: value}))
+    data = [json.dumps(r).encode() for r in out]
+    login = json.dumps(record("login")).encode()
+    data += [b"nope", b"[1]", b"{}", b'{"event_type": null}', b'{"event_type": "x"}', login + b"x", login + b" \n",
+             b"\xef\xbb\xbf" + login, login.replace(b'"c1"', b'"c\xff"'), login.replace(b'"c1"', b'"c\\ud800"'),
+             login[:-1] + b', "customer_id": "c2"}', login[:-1] + b', "record_type": "day_tick"}',
+             json.dumps(record("payment_succeeded", amount=float("nan"))).encode(),
+             json.dumps(record("payment_succeeded", amount=1)).encode(),
+             json.dumps(record("customer_signup", grade_level=9.0)).encode(),
+             json.dumps(record("session_completed", status="cancelled", student_rating=None,
+                               duration_minutes=None, cancelled_by="tutor")).encode()]
+    return data
+
+
+def test_parse_event_bytes_is_parse_event_json_without_the_round_trip():
+    """The fast entry point gives the same event, or the same error with the same message, on every input."""
+    corpus = _bytes_corpus()
+    assert sum(_outcome(parse_event_json, d)[0] == "ok" for d in corpus) >= 2 * len(EVENT_TYPES)
+    for data in corpus:
+        assert _outcome(parse_event_bytes, data) == _outcome(parse_event_json, data), data
