@@ -15,6 +15,8 @@ COMMAND_MODULES: list[str] = [
     "features.cli",
     "ingestion.cli",
     "serving.cli",
+    "training.cli",
+    "training.dataset_cli",
 ]
 
 

@@ -17,6 +17,7 @@ def register(subparsers) -> None:
     p.add_argument("--set", dest="hyperparameters", action="append", default=[], metavar="NAME=VALUE",
                    help="any entry-point hyperparameter, e.g. --set hidden=256,128 --set task_weights=churn_risk_30d=2")
     p.add_argument("--no-baselines", action="store_true", help="skip the single-task baselines (faster)")
+    p.add_argument("--no-gate", action="store_true", help="skip the training-set quality gate (not recommended)")
     p.set_defaults(func=run)
 
 
@@ -45,6 +46,8 @@ def run(args: argparse.Namespace) -> int:
         hps["seed"] = HYPERPARAMETERS["seed"][0](args.seed)
     if args.no_baselines:
         hps["baselines"] = False
+    if args.no_gate:
+        hps["quality_gate"] = False
     out = Path(args.out)
     try:
         outcome = run_training(args.dataset, out / "model", out / "report", hps)

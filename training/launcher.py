@@ -21,7 +21,9 @@ ENTRY_POINT = "training/sagemaker_entry.py"
 #: AWS Deep Learning Containers registry account for most commercial regions
 DLC_ACCOUNT = "763104351884"
 #: run-time dependencies the PyTorch training container lacks (installed by the toolkit)
-SOURCE_REQUIREMENTS = "pandas>=2.2,<3\npyarrow>=15\nscikit-learn>=1.4,<2\nmatplotlib>=3.8,<4\n"
+SOURCE_REQUIREMENTS = ("pandas>=2.2,<3\npyarrow>=15\nscikit-learn>=1.4,<2\nmatplotlib>=3.8,<4\n"
+                       # the training-set quality gate (validation/) runs in the job before fitting
+                       "great-expectations>=1.3,<2\nduckdb>=1.1,<3\n")
 _JOB_NAME = re.compile(r"^[a-zA-Z0-9](-*[a-zA-Z0-9]){0,62}$")
 
 
@@ -116,14 +118,16 @@ def build_training_job_request(spec: TrainingJobSpec) -> dict[str, Any]:
 
 
 def build_source_tarball(out_path) -> Path:
-    """``sourcedir.tar.gz``: the ``training`` package + requirements.txt, reproducibly packed."""
+    """``sourcedir.tar.gz``: the ``training`` and ``validation`` packages + requirements.txt, reproducibly packed."""
     import shutil
     import tempfile
 
     package = Path(__file__).resolve().parent
     with tempfile.TemporaryDirectory(prefix="mhp-sourcedir-") as tmp:
         root = Path(tmp)
-        shutil.copytree(package, root / "training", ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
+        ignore = shutil.ignore_patterns("__pycache__", "*.pyc")
+        shutil.copytree(package, root / "training", ignore=ignore)
+        shutil.copytree(package.parent / "validation", root / "validation", ignore=ignore)
         (root / "requirements.txt").write_text(SOURCE_REQUIREMENTS)
         return deterministic_tar_gz(root, out_path)
 

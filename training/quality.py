@@ -4,7 +4,7 @@ The suite is ``validation.suites.training_set_suite`` (labels present and binary
 rates within bounds, rows in every split, one example per (customer, t), feature
 snapshot timestamps ``*__ts`` <= the row's t) plus per-feature checks derived from the
 feature schema and, where a feature is in the catalog, the catalog's declaration
-(counts >= 0, rates in [0, 1], non-nullable window counts, declared categories).
+(counts >= 0, rates in [0, 1], non-nullable window counts, declared ordinal tiers).
 A failure raises ``validation.gate.DataQualityError`` whose message lists every failing
 expectation with a sample of offending rows.
 """
@@ -49,10 +49,12 @@ def feature_specs(schema: Mapping[str, Any]):
     for f in schema["features"]:
         name = f["name"]
         if name in catalog:
-            kind, nullable, cats = catalog[name]
-            if f.get("categories"):
-                cats = tuple(f["categories"])
-            specs.append(ColumnSpec(name, kind, nullable=nullable, values=cats if kind == "categorical" else None))
+            kind, nullable, _ = catalog[name]
+            # categories: only ordinals are closed (an undeclared tier is an error in preprocessing);
+            # an undeclared categorical value is the model's unknown bucket, not bad data
+            values = tuple(f["categories"]) if f["kind"] == "ordinal" and f.get("categories") else None
+            specs.append(ColumnSpec(name, "categorical" if f["kind"] in ("categorical", "ordinal") else kind,
+                                    nullable=nullable, values=values))
         elif f["kind"] in ("categorical", "ordinal"):
             # undeclared categories are allowed for categoricals (the unknown bucket), not for ordinals
             values = tuple(f["categories"]) if f["kind"] == "ordinal" and f.get("categories") else None

@@ -46,6 +46,10 @@ class DatasetError(ValueError):
     """The training channel does not hold a dataset in the expected contract."""
 
 
+class QualityGateError(DatasetError):
+    """The dataset failed the training-set quality gate; the message names every failing check."""
+
+
 def _to_bool(v: Any) -> bool:
     if isinstance(v, bool):
         return v
@@ -140,6 +144,7 @@ HYPERPARAMETERS: dict[str, tuple[Callable[[Any], Any], Any, str]] = {
     "model_version": (str, "", "version string; default <feature_service>-<sha256(model.pt)[:12]>"),
     "baselines": (_to_bool, True, "also fit single-task baselines for the report"),
     "single_task_nets": (_to_bool, True, "include single-task nets among the baselines"),
+    "quality_gate": (_to_bool, True, "run the training-set quality gate (validation suite) before fitting"),
 }
 PATH_OPTIONS = {"train": "SM_CHANNEL_TRAIN", "model_dir": "SM_MODEL_DIR", "output_data_dir": "SM_OUTPUT_DATA_DIR"}
 
@@ -266,6 +271,20 @@ def load_dataset(train_dir) -> tuple[Any, FeatureSchema]:
     return frame, schema
 
 
+def quality_gate(frame, schema: FeatureSchema, report_path) -> str:
+    """The training-set suite (training/quality.py); raises QualityGateError naming the failing checks."""
+    try:
+        from training.quality import check_training_set
+        from validation.gate import DataQualityError
+    except ImportError as exc:
+        raise DatasetError(f"quality_gate: the validation package is not importable ({exc}); ship it with the "
+                           "source dir or set the hyperparameter quality_gate=false") from None
+    try:
+        return check_training_set(frame, schema.to_dict(), report_path=report_path).summary()
+    except DataQualityError as exc:
+        raise QualityGateError(f"training stopped before fitting: {exc}") from None
+
+
 # --- the job -----------------------------------------------------------------------------------
 
 @dataclass
@@ -291,6 +310,9 @@ def run_training(train_dir, model_dir, output_data_dir, hyperparameters: Mapping
         hps["task_weights"] = _to_task_weights({})
     started = time.perf_counter()
     frame, schema = load_dataset(train_dir)
+    if hps.get("quality_gate", True):
+        gate_summary = quality_gate(frame, schema, Path(output_data_dir) / "quality_report.html")
+        log(gate_summary)
     parts = {s: frame[frame["split"] == s].reset_index(drop=True) for s in SPLITS}
     log(f"dataset: {len(frame)} rows ({', '.join(f'{s}={len(p)}' for s, p in parts.items())}), "
         f"{len(schema.features)} features from {schema.feature_service}")
