@@ -17,6 +17,7 @@ COMMAND_MODULES: list[str] = [
     "serving.cli",
     "training.cli",
     "training.dataset_cli",
+    "mhp.demo",
 ]
 
 
