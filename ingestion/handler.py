@@ -8,10 +8,13 @@ Two phases, both inside the Powertools processor:
 
 1. per record (Powertools record handler): decode and validate (``ingestion.records``).
    Permanent failures are dead-lettered (acknowledged, never retried).
-2. per invocation: group the good customer records by customer; for each attempt, load the
-   items (one read for all), apply (``ingestion.engine``), push the changed customers' latest
-   rows (one push), save the items with a version check (one write for all). Customers whose
-   save conflicted (a concurrent writer) are re-read and re-applied, up to ``max_attempts``.
+2. per invocation: group the good customer records by customer; read the shard's tick horizon;
+   for each attempt, load the items (one read for all), catch each state up to the horizon and
+   apply its records (``ingestion.engine``), push the changed customers' latest rows (one
+   push), save the items where events were applied with a version check (one write for all;
+   tick-only changes are pushed, never written). Customers whose save conflicted (a concurrent
+   writer) are re-read and re-applied, up to ``max_attempts``. Finally the shard's tick horizon
+   is raised to the latest tick midnight of the batch.
 
 What is retried (reported in batchItemFailures, Lambda redelivers from the lowest one) vs
 dead-lettered (acknowledged):
@@ -45,7 +48,7 @@ from . import engine
 from .dead_letters import DeadLetterSink, letter
 from .hooks import NoOpScoringHook, ScoringHook
 from .push import Pusher
-from .records import FUTURE_TOLERANCE_US, MAX_RECORD_BYTES, Decoded, DeadLetter, decode, from_us
+from .records import FUTURE_TOLERANCE_US, MAX_RECORD_BYTES, Decoded, DeadLetter, decode, from_us, horizon_key
 from .state_store import Item, StateStore
 
 logger = Logger(service="mhp-ingestion")
@@ -123,6 +126,7 @@ class Ingester:
         failed: dict[int, BaseException] = {}
         dead: list[tuple[int, dict]] = []
         by_customer: dict[str, list[tuple[int, Decoded]]] = {}
+        shard_of: dict[str, str] = {}
         for status, value, raw in results:
             inv["records"] += 1
             if status != "success":            # unexpected error in decoding: retry it
@@ -134,9 +138,13 @@ class Ingester:
             elif value.kind == "tutor":
                 inv["tutor_events"] += 1       # batch path only: the offline event log has it
             else:
-                by_customer.setdefault(value.key, []).append((id(raw), value))
+                recs = by_customer.get(value.key)
+                if recs is None:
+                    recs = by_customer[value.key] = []
+                    shard_of[value.key] = horizon_key(raw)
+                recs.append((id(raw), value))
 
-        outcomes, late_raw = self._apply_all(by_customer, failed)
+        outcomes, late_raw = self._apply_all(by_customer, shard_of, failed)
 
         raws = None
         for cid, out in outcomes.items():
@@ -162,33 +170,41 @@ class Ingester:
         inv["failed"] += len(failed)
         return failed
 
-    def _apply_all(self, by_customer: dict[str, list[tuple[int, Decoded]]], failed: dict[int, BaseException]):
+    def _apply_all(self, by_customer: dict[str, list[tuple[int, Decoded]]], shard_of: dict[str, str],
+                   failed: dict[int, BaseException]):
         inv = self._inv
         outcomes: dict[str, engine.Outcome] = {}
         late_raw: dict[tuple, int] = {}
         pending = list(by_customer)
+        horizons: dict[str, int] | None = None
         for attempt in range(self.max_attempts):
             if not pending:
                 break
             try:
+                if horizons is None:
+                    horizons = self.store.get_tick_horizons(set(shard_of.values())) if pending else {}
                 items = self.store.load_many(pending)
                 attempt_out: dict[str, engine.Outcome] = {}
-                to_write: list[Item] = []
+                to_push: list[Item] = []
+                to_save: list[Item] = []
                 for cid in pending:
                     item = items.get(cid) or Item(cid)
-                    out = engine.apply_records(item, [d for _, d in by_customer[cid]])
+                    out = engine.apply_records(item, [d for _, d in by_customer[cid]], horizons.get(shard_of[cid]))
                     attempt_out[cid] = out
                     if out.changed or engine.needs_push(item):
-                        to_write.append(item)
-                rows = [(it.customer_id, it.state["clock"], S.snapshot(it.state)) for it in to_write]
+                        to_push.append(item)
+                    if out.must_save:
+                        to_save.append(item)
+                snapshot = S.snapshot
+                rows = [(it.customer_id, it.state["clock"], snapshot(it.state)) for it in to_push]
                 if rows:
                     self.pusher.push(rows)
                     inv["pushes"] += 1
                     inv["pushed_rows"] += len(rows)
                 self.stage_hook("after_push")
-                for it in to_write:
+                for it in to_save:
                     it.pushed_clock = it.state["clock"]
-                conflicts = self.store.save_many(to_write) if to_write else set()
+                conflicts = self.store.save_many(to_save) if to_save else set()
                 self.stage_hook("after_save")
             except Exception as exc:  # noqa: BLE001 - store/push failure: every pending customer is retried
                 logger.exception("state store or push failed", extra={"customers": len(pending)})
@@ -205,6 +221,8 @@ class Ingester:
                 inv["duplicates"] += out.duplicates
                 inv["ticks"] += out.ticks
                 inv["tick_noops"] += out.tick_noops
+                inv["caught_up"] += out.caught_up
+                inv["saved"] += out.must_save
                 for raw_id, d in by_customer[cid]:
                     late_raw[(cid, d.seq, d.event_id)] = raw_id
             inv["conflicts"] += len(conflicts)
@@ -212,7 +230,26 @@ class Ingester:
         for cid in pending:   # still conflicting after max_attempts
             for raw_id, _ in by_customer[cid]:
                 failed[raw_id] = TransientError(f"customer {cid}: version conflict after {self.max_attempts} attempts")
+        self._raise_horizons(by_customer, shard_of, outcomes, horizons or {}, failed)
         return outcomes, late_raw
+
+    def _raise_horizons(self, by_customer, shard_of, outcomes, horizons, failed) -> None:
+        """After the ticked rows are online: record the latest tick midnight per shard, so later
+        loads catch states up to it (ticks themselves are never written to items)."""
+        latest: dict[str, int] = {}
+        for cid, out in outcomes.items():
+            k = shard_of[cid]
+            if out.max_tick is not None and out.max_tick > max(latest.get(k, -1), horizons.get(k, -1)):
+                latest[k] = out.max_tick
+        for k, m in latest.items():
+            try:
+                self.store.raise_tick_horizon(k, m)
+            except Exception as exc:  # noqa: BLE001 - retry the ticked customers' records (ticks are idempotent)
+                logger.exception("tick horizon write failed")
+                for cid, out in outcomes.items():
+                    if shard_of[cid] == k and out.max_tick is not None:
+                        for raw_id, _ in by_customer[cid]:
+                            failed[raw_id] = TransientError(f"tick horizon write failed: {exc}")
 
     def _trigger(self, outcomes: dict[str, engine.Outcome]) -> None:
         hot = sorted(cid for cid, o in outcomes.items() if o.high_signal_ts is not None)
@@ -241,6 +278,16 @@ class Ingester:
             self.metrics.flush_metrics()
         else:
             self.metrics.clear_metrics()
+
+
+def current_states(store: StateStore, customer_ids, shard_key: str) -> dict[str, dict]:
+    """Customers' states as the handler sees them: the stored item caught up to the shard's tick
+    horizon (ticks are applied lazily, never written)."""
+    horizon = store.get_tick_horizons([shard_key]).get(shard_key)
+    items = store.load_many(customer_ids)
+    for it in items.values():
+        S.catch_up(it.state, horizon)
+    return {c: it.state for c, it in items.items()}
 
 
 # ---------------------------------------------------------------------- the deployed entry point

@@ -206,6 +206,12 @@ def kinesis_record(data: bytes, partition_key: str, seq: int | str, arrival_us: 
     }
 
 
+def horizon_key(raw: dict) -> str:
+    """The shard a Lambda Kinesis event record came from (stream ARN + shard id): the key of the
+    shard's tick horizon. A customer's records all travel through one shard (partition key)."""
+    return f"{raw.get('eventSourceARN') or ''}/{(raw.get('eventID') or '').split(':', 1)[0]}"
+
+
 def partition_key_of(obj: dict[str, Any]) -> str:
     """The entity key a producer partitions a record by (records are dicts as written to the stream)."""
     if obj.get("event_type") in TUTOR_KEYED_TYPES:

@@ -1,24 +1,31 @@
 """Per-customer aggregation state with optimistic concurrency (embedded: SQLite; AWS: DynamoDB).
 
-One item per customer::
+One item per customer (DynamoDB attribute names in brackets)::
 
     customer_id   key
-    version       int, +1 on every write; a write succeeds only if the stored version is the
+    version [v]   int, +1 on every write; a write succeeds only if the stored version is the
                   one that was read (0 = "must not exist yet"), so concurrent writers never
                   lose an update: the loser gets a conflict, re-reads and re-applies
-    tick_until    int, the last UTC day number at which a day tick can still change a window
+    tick_until [tu]  int, the last UTC day number at which a day tick can still change a window
                   (watermark day + MAX_WINDOW_DAYS); lets the tick scheduler find live customers
-    body          zlib(compact JSON) of :class:`Item` minus the key/version:
-                  s = the features.state dict (bounded: tiles for <= 30 days, totals, ...)
-                  q = highest Kinesis sequence number applied (redeliveries are <= q)
-                  r = the last RECENT_IDS applied event ids (producer-side duplicates)
+    body [b]      the compact encoding of :class:`Item` minus the key/version (:func:`encode`):
+                  the features.state dict (bounded: sparse tiles for <= 30 days, totals, ...),
+                  q = highest Kinesis sequence number applied (redeliveries are <= q),
+                  r = digests of the last RECENT_IDS applied event ids (producer-side duplicates),
                   p = pushed_clock, the state clock whose feature row is already online
 
-Shard checkpoints of the Kinesis poller live in the same store under keys that cannot be
-customer ids (``#checkpoint:<stream>:<shard>``; ``#`` is not allowed in contract ids).
+Day ticks are not written to items: a tick only moves the clock, and ``advance`` is a pure
+function of it. Instead each shard keeps a **tick horizon** (the latest tick midnight it has
+processed, one tiny record per shard, raised at most once per day); the handler catches a
+loaded state up to it (``features.state.catch_up``) before applying records.
+
+Shard checkpoints of the Kinesis poller and tick horizons live in the same store under keys
+that cannot be customer ids (``#checkpoint:<stream>:<shard>``, ``#ticks:<shard key>``; ``#`` is
+not allowed in contract ids).
 """
 from __future__ import annotations
 
+import base64
 import json
 import os
 import sqlite3
@@ -33,6 +40,19 @@ from features import state as S
 
 RECENT_IDS = 16
 CHECKPOINT_PREFIX = "#checkpoint:"
+HORIZON_PREFIX = "#ticks:"       # per-shard tick horizon (latest day-tick midnight processed)
+FORMAT = 2                       # body format (1: zlib(JSON dict), no leading format byte)
+_RAW, _ZLIB = b"\x02", b"\x03"  # body = format byte + compact JSON, or + zlib(compact JSON)
+
+# feature names <-> small indices for the compact body
+_F_INDEX = {f.name: i for i, f in enumerate(C.CUSTOMER_FEATURES)}
+_F_NAME = {i: n for n, i in _F_INDEX.items()}
+
+
+def id_digest(event_id: str) -> int:
+    """A 32-bit digest of an event id for the recent-ids set. A collision can only make a late
+    event (never applied either way) count as a duplicate instead of being dead-lettered."""
+    return zlib.crc32(event_id.encode())
 
 
 @dataclass
@@ -41,7 +61,7 @@ class Item:
     version: int = 0                          # 0: not stored yet
     state: dict = field(default_factory=S.new_state)
     seq: int = -1
-    recent: list = field(default_factory=list)
+    recent: list = field(default_factory=list)   # id_digest of the last RECENT_IDS applied event ids
     pushed_clock: int | None = None
 
     @property
@@ -50,14 +70,73 @@ class Item:
         return None if wm is None else S.day_of(wm[0]) + C.MAX_WINDOW_DAYS
 
 
+def _digests(recent: list) -> bytes:
+    return b"".join((x if isinstance(x, int) else id_digest(x)).to_bytes(4, "big") for x in recent)
+
+
 def encode(item: Item) -> bytes:
-    body = {"s": item.state, "q": item.seq, "r": item.recent, "p": item.pushed_clock}
-    return zlib.compress(json.dumps(body, separators=(",", ":")).encode(), 6)
+    """The compact body: sparse tiles (only non-zero metrics, days relative to the clock's day),
+    feature names as indices, timestamps relative to the clock, 4-byte id digests; JSON without
+    spaces, zlib-compressed only when that is smaller."""
+    st = item.state
+    clock = st["clock"]
+    base = 0 if clock is None else clock // S.DAY_US
+    cl = 0 if clock is None else clock
+    tiles = []
+    for d, tile in st["tiles"].items():
+        nz = [x for i, v in enumerate(tile) if v for x in (i, v)]
+        if nz:
+            tiles.append([base - int(d), *nz])
+    wm = st["watermark"]
+    body = [
+        clock, None if wm is None else [cl - wm[0], wm[1]], tiles,
+        st["totals"],
+        [x for k, v in st["first"].items() for x in (_F_INDEX[k], v)],
+        [x for k, v in st["latest"].items() for x in (_F_INDEX[k], v)],
+        [x for k, v in st["last_seen"].items() for x in (_F_INDEX[k], cl - v)],
+        [[_F_INDEX[k], p["key"], p["top"], [x for kk, n in p["counts"].items() for x in (kk, n)]]
+         for k, p in st["primary"].items()],
+        [[_F_INDEX[k], [x for kk, d in m.items() for x in (kk, base - d)]] for k, m in st["distinct"].items()],
+        item.seq, base64.b64encode(_digests(item.recent)).decode(),
+        None if item.pushed_clock is None else cl - item.pushed_clock,
+    ]
+    raw = json.dumps(body, separators=(",", ":")).encode()
+    z = zlib.compress(raw, 9)
+    return _ZLIB + z if len(z) < len(raw) else _RAW + raw
 
 
 def decode(customer_id: str, version: int, blob: bytes) -> Item:
-    body = json.loads(zlib.decompress(blob))
-    return Item(customer_id, version, body["s"], body["q"], body["r"], body["p"])
+    blob = bytes(blob)
+    head = blob[:1]
+    if head not in (_RAW, _ZLIB):       # format 1 (zlib of a JSON dict)
+        body = json.loads(zlib.decompress(blob))
+        return Item(customer_id, version, body["s"], body["q"], [id_digest(x) for x in body["r"]], body["p"])
+    raw = blob[1:] if head == _RAW else zlib.decompress(blob[1:])
+    clock, wm, tiles, totals, first, latest, last_seen, primary, distinct, seq, recent, pushed = json.loads(raw)
+    base = 0 if clock is None else clock // S.DAY_US
+    cl = 0 if clock is None else clock
+    n = len(C.METRICS)
+    dense = {}
+    for t in tiles:
+        tile = [0] * n
+        for j in range(1, len(t), 2):
+            tile[t[j]] = t[j + 1]
+        dense[str(base - t[0])] = tile
+    st = {
+        "clock": clock,
+        "watermark": None if wm is None else [cl - wm[0], wm[1]],
+        "tiles": dense,
+        "totals": totals,
+        "first": {_F_NAME[first[j]]: first[j + 1] for j in range(0, len(first), 2)},
+        "latest": {_F_NAME[latest[j]]: latest[j + 1] for j in range(0, len(latest), 2)},
+        "last_seen": {_F_NAME[last_seen[j]]: cl - last_seen[j + 1] for j in range(0, len(last_seen), 2)},
+        "primary": {_F_NAME[i]: {"counts": {c[j]: c[j + 1] for j in range(0, len(c), 2)}, "key": key, "top": top}
+                    for i, key, top, c in primary},
+        "distinct": {_F_NAME[i]: {m[j]: base - m[j + 1] for j in range(0, len(m), 2)} for i, m in distinct},
+    }
+    rb = base64.b64decode(recent)
+    rec = [int.from_bytes(rb[j:j + 4], "big") for j in range(0, len(rb), 4)]
+    return Item(customer_id, version, st, seq, rec, None if pushed is None else cl - pushed)
 
 
 class StateStore(Protocol):
@@ -74,6 +153,12 @@ class StateStore(Protocol):
 
     def live_customers(self, day: int) -> list[str]:
         """Customers whose ``tick_until`` >= day (candidates for a day tick at that midnight)."""
+
+    def get_tick_horizons(self, keys: Iterable[str]) -> dict[str, int]:
+        """The latest day-tick midnight (us) processed per shard key (absent: none yet)."""
+
+    def raise_tick_horizon(self, key: str, midnight_us: int) -> None:
+        """Set the shard's tick horizon to ``midnight_us`` unless it is already at or past it."""
 
 
 # --------------------------------------------------------------------------- SQLite
@@ -146,6 +231,21 @@ class SQLiteStateStore:
             return [r[0] for r in self.con.execute(
                 "SELECT customer_id FROM customer_state WHERE tick_until >= ? ORDER BY customer_id", (day,))]
 
+    def get_tick_horizons(self, keys: Iterable[str]) -> dict[str, int]:
+        out = {}
+        with self._lock:
+            for k in keys:
+                row = self.con.execute("SELECT seq FROM checkpoints WHERE shard = ?", (HORIZON_PREFIX + k,)).fetchone()
+                if row is not None:
+                    out[k] = int(row[0])
+        return out
+
+    def raise_tick_horizon(self, key: str, midnight_us: int) -> None:
+        with self._lock:
+            self.con.execute("INSERT INTO checkpoints VALUES (?, ?) ON CONFLICT(shard) DO UPDATE SET seq = excluded.seq "
+                             "WHERE CAST(excluded.seq AS INTEGER) > CAST(checkpoints.seq AS INTEGER)",
+                             (HORIZON_PREFIX + key, str(midnight_us)))
+
     def close(self) -> None:
         self.con.close()
 
@@ -186,20 +286,20 @@ class DynamoDBStateStore:
                 resp = self.ddb.batch_get_item(RequestItems=req)
                 for it in resp["Responses"].get(self.table, []):
                     cid = it["customer_id"]["S"]
-                    out[cid] = decode(cid, int(it["version"]["N"]), it["body"]["B"])
+                    out[cid] = decode(cid, int(it["v"]["N"]), it["b"]["B"])
                 req = resp.get("UnprocessedKeys") or None
         return out
 
     def _put(self, it: Item) -> dict:
-        item = {"customer_id": {"S": it.customer_id}, "version": {"N": str(it.version + 1)},
-                "body": {"B": encode(it)}}
+        item = {"customer_id": {"S": it.customer_id}, "v": {"N": str(it.version + 1)}, "b": {"B": encode(it)}}
         if it.tick_until is not None:
-            item["tick_until"] = {"N": str(it.tick_until)}
+            item["tu"] = {"N": str(it.tick_until)}
         put = {"TableName": self.table, "Item": item}
         if it.version == 0:
             put["ConditionExpression"] = "attribute_not_exists(customer_id)"
         else:
-            put["ConditionExpression"] = "version = :v"
+            put["ConditionExpression"] = "#v = :v"
+            put["ExpressionAttributeNames"] = {"#v": "v"}
             put["ExpressionAttributeValues"] = {":v": {"N": str(it.version)}}
         return put
 
@@ -242,10 +342,28 @@ class DynamoDBStateStore:
     def live_customers(self, day: int) -> list[str]:
         out: list[str] = []
         kwargs = {"TableName": self.table, "ProjectionExpression": "customer_id",
-                  "FilterExpression": "tick_until >= :d", "ExpressionAttributeValues": {":d": {"N": str(day)}}}
+                  "FilterExpression": "#tu >= :d", "ExpressionAttributeNames": {"#tu": "tu"}, "ExpressionAttributeValues": {":d": {"N": str(day)}}}
         while True:
             resp = self.ddb.scan(**kwargs)
             out += [it["customer_id"]["S"] for it in resp.get("Items", [])]
             if "LastEvaluatedKey" not in resp:
                 return sorted(out)
             kwargs["ExclusiveStartKey"] = resp["LastEvaluatedKey"]
+
+    def get_tick_horizons(self, keys: Iterable[str]) -> dict[str, int]:
+        out = {}
+        for k in keys:
+            it = self.ddb.get_item(TableName=self.table, ConsistentRead=True,
+                                   Key={"customer_id": {"S": HORIZON_PREFIX + k}}).get("Item")
+            if it is not None:
+                out[k] = int(it["h"]["N"])
+        return out
+
+    def raise_tick_horizon(self, key: str, midnight_us: int) -> None:
+        try:
+            self.ddb.update_item(TableName=self.table, Key={"customer_id": {"S": HORIZON_PREFIX + key}},
+                                 UpdateExpression="SET #h = :m", ConditionExpression="attribute_not_exists(#h) OR #h < :m",
+                                 ExpressionAttributeNames={"#h": "h"},
+                                 ExpressionAttributeValues={":m": {"N": str(midnight_us)}})
+        except self.ddb.exceptions.ConditionalCheckFailedException:
+            pass

@@ -196,3 +196,31 @@ def test_not_a_kinesis_event_is_rejected(tmp_path):
     ing, _ = make(tmp_path)
     with pytest.raises(Exception):
         ing.handle({"nothing": []})
+
+
+def test_ticks_are_pushed_not_written_and_a_late_event_after_a_tick_keeps_the_decay(tmp_path):
+    """A tick only moves the clock: its decayed row goes online, the item is not rewritten. A later
+    load catches the state up to the shard's tick horizon, so an event older than the tick (but newer
+    than the watermark) arriving afterwards is applied and pushed at the tick's clock, never older."""
+    ing, _ = make(tmp_path)
+    s = Stream()
+    call = ev("inbound_call", "2025-01-02T10:00:00Z", customer_id="c1", duration_seconds=60.0, sentiment_score=-0.5,
+              issue_category="billing", escalated=False).to_record()
+    assert ing.handle({"Records": [s.rec(call)]}) == {"batchItemFailures": []}
+    stored = ing.store.load_many(["c1"])["c1"]
+    writes = ing.store.writes
+    m = to_us(ts("2025-01-09T00:00:00Z"))
+    assert ing.handle({"Records": [s.rec(tick_record("c1", m))]}) == {"batchItemFailures": []}
+    assert ing.store.writes == writes                                  # nothing written for the tick
+    assert ing.store.load_many(["c1"])["c1"].version == stored.version
+    clock, row = ing.pusher.table["c1"]
+    assert clock == m and row["ib_call_count_7d"] == 0 and row["ib_call_count_14d"] == 1   # decayed online
+    # late after the tick: 2025-01-08 (> watermark, < tick); the row stays at the tick's clock
+    late = good(0, "c1", at="2025-01-08T12:00:00Z")
+    assert ing.handle({"Records": [s.rec(late, arrival=m + 1)]}) == {"batchItemFailures": []}
+    clock, row = ing.pusher.table["c1"]
+    assert clock == m and row["ib_call_count_7d"] == 0 and row["login_count_7d"] == 1
+    assert ing.totals["caught_up"] == 1 and ing.totals["applied"] == 2
+    # a redelivered tick is a no-op and pushes the same row
+    assert ing.handle({"Records": [s.rec(tick_record("c1", m))]}) == {"batchItemFailures": []}
+    assert ing.pusher.table["c1"] == (clock, row)

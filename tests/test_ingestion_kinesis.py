@@ -4,7 +4,7 @@ import json
 
 from features import state as S
 from ingestion.dead_letters import SQSDeadLetters
-from ingestion.handler import Ingester
+from ingestion.handler import Ingester, current_states
 from ingestion.kinesis_poller import KinesisPoller, put_stream_lines
 from ingestion.push import MemoryPusher
 from ingestion.records import to_us
@@ -50,9 +50,17 @@ def test_poller_with_dynamodb_state_and_sqs_dead_letters(moto_endpoint):
     # the scheduled job: ticks for live customers at a midnight, through the same stream
     m = to_us(ts("2025-01-12T00:00:00Z"))
     assert enqueue_day_ticks(kin, "events", store, m) == 3
-    KinesisPoller(ing, kin, "events", store).poll()
+    poller = KinesisPoller(ing, kin, "events", store)
+    poller.poll()
     assert ing.totals["ticks"] == 3
-    assert all(it.state["clock"] == m for it in store.load_many(["c1", "c2", "c3"]).values())
+    # ticks are pushed, not written: the shard's tick horizon moved, and a load catches the states up to it
+    assert all(it.state["clock"] < m for it in store.load_many(["c1", "c2", "c3"]).values())
+    keys = [f"{poller.arn}/{sh['ShardId']}" for sh in kin.list_shards(StreamName="events")["Shards"]]
+    assert set(store.get_tick_horizons(keys).values()) == {m}
+    states = {}
+    for k in store.get_tick_horizons(keys):
+        states.update(current_states(store, ["c1", "c2", "c3"], k))
+    assert all(st["clock"] == m for st in states.values()) and len(states) == 3
     assert ing.pusher.table["c1"][1]["login_count_7d"] == 0 and ing.pusher.table["c1"][1]["login_count_14d"] == 2
     assert enqueue_day_ticks(kin, "events", store, to_us(ts("2025-03-01T00:00:00Z"))) == 0   # windows are dead
 

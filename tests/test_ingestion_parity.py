@@ -41,9 +41,9 @@ def test_online_equals_offline_at_random_instants(sim, tmp_path):
     customers = [f"c{i:07d}" for i in range(150)]
     times = set()
     while len(times) < 20:
-        # whole seconds: Feast's online request timestamp (UnixTimestamp) drops sub-second digits, which
-        # would shift the request-time recency features (a retrieval-layer limit, not the ingester's)
-        t = START + pd.Timedelta(seconds=rng.randrange(DAY_US // 2_000_000, DAYS * DAY_US // 1_000_000))
+        # arbitrary microsecond instants: the request time travels as integer microseconds
+        # (catalog.REQUEST_TIME_FIELD), so the request-time recency features match offline exactly
+        t = START + pd.Timedelta(microseconds=rng.randrange(DAY_US // 2, DAYS * DAY_US))
         if rng.random() < 0.2:
             t = t.floor("D")                      # exactly at a midnight (a tick instant)
         times.add(t)
