@@ -390,7 +390,7 @@ class Paths:
 
 def ensure_feature_store(paths: Paths, until: datetime | None = None, progress: bool = True,
                          log: Callable[[str], None] = print):
-    """Open the workspace's Feast store, running the backfill and `apply` first if needed."""
+    """Open the workspace's Feast store: the backfill if it has no feature tables yet, then `apply`."""
     from features import catalog as C
     from features import store as FS
     from features.backfill import run_backfill
@@ -403,11 +403,9 @@ def ensure_feature_store(paths: Paths, until: datetime | None = None, progress: 
         log(f"features: none under {paths.features}; running the backfill")
         run_backfill(paths.events, paths.features, until=until, progress=progress)
     store = FS.open_store("local", paths.feast_state)
-    try:
-        store.get_feature_service(C.FEATURE_SERVICE)
-    except Exception:  # noqa: BLE001 - Feast raises its own not-found types per registry kind
-        log(f"feast: registering the definitions in {paths.feast_state}")
-        FS.apply(store, paths.features)
+    # always (re-)register: idempotent, cheap, and a registry left by older code would not match
+    # the definitions the retrieval code expects
+    FS.apply(store, paths.features)
     return store
 
 
