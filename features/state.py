@@ -265,7 +265,9 @@ _SNAPSHOT = _compile_snapshot()
 
 
 def window_sums(state: dict, today: int) -> list[list[int]]:
-    """For each window of ``_WIN_DAYS`` (ascending), the per-metric sums of its tiles (exact integers)."""
+    """For each window of ``_WIN_DAYS`` (ascending), the per-metric sums of its tiles (exact integers:
+    the order of the additions does not matter). Each tile is added once, to the narrowest window
+    holding it; wider windows then add the narrower ones' sums."""
     sums = [[0] * _N_METRICS for _ in _WIN_DAYS]
     for d, tile in state["tiles"].items():
         age = today - int(d)
@@ -277,6 +279,11 @@ def window_sums(state: dict, today: int) -> list[list[int]]:
                 for i, v in enumerate(tile):
                     if v:
                         acc[i] += v
+                break
+    for j in range(1, len(sums)):
+        prev, acc = sums[j - 1], sums[j]
+        for i in range(_N_METRICS):
+            acc[i] += prev[i]
     return sums
 
 

@@ -127,8 +127,9 @@ class Ingester:
         dead: list[tuple[int, dict]] = []
         by_customer: dict[str, list[tuple[int, Decoded]]] = {}
         shard_of: dict[str, str] = {}
+        n_tutor = 0
+        inv["records"] += len(results)
         for status, value, raw in results:
-            inv["records"] += 1
             if status != "success":            # unexpected error in decoding: retry it
                 failed[id(raw)] = TransientError(str(value))
                 continue
@@ -136,7 +137,7 @@ class Ingester:
                 shard = (raw.get("eventID") or "").split(":", 1)[0] or None
                 dead.append((id(raw), letter(value.reason, value.detail, value.kinesis, shard)))
             elif value.kind == "tutor":
-                inv["tutor_events"] += 1       # batch path only: the offline event log has it
+                n_tutor += 1                   # batch path only: the offline event log has it
             else:
                 recs = by_customer.get(value.key)
                 if recs is None:
@@ -144,6 +145,8 @@ class Ingester:
                     shard_of[value.key] = horizon_key(raw)
                 recs.append((id(raw), value))
 
+        if n_tutor:
+            inv["tutor_events"] += n_tutor
         outcomes, late_raw = self._apply_all(by_customer, shard_of, failed)
 
         raws = None

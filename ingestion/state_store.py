@@ -101,7 +101,7 @@ def encode(item: Item) -> bytes:
         None if item.pushed_clock is None else cl - item.pushed_clock,
     ]
     raw = json.dumps(body, separators=(",", ":")).encode()
-    z = zlib.compress(raw, 9)
+    z = zlib.compress(raw, 6)
     return _ZLIB + z if len(z) < len(raw) else _RAW + raw
 
 
