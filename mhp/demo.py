@@ -148,12 +148,14 @@ def _run(args) -> int:
         server = InferenceServer(str(tarball), port=0).start()
         try:
             config = ServingConfig(profile=args.profile, endpoint_url=server.url)
+            queue = _subscribe_queue(config.topic_name) if args.profile == "aws-local" else None
             service = build_service(config, store, root)
             live = _replay(args, ws, root, store, service, start, history_end, end)
         finally:
             server.stop()
+    alerts = _read_alerts(root, queue)
 
-    print(_summary(args, root, outcome, live, service, steps, time.perf_counter() - t_start, tarball))
+    print(_summary(args, root, outcome, live, alerts, steps, time.perf_counter() - t_start, tarball))
     return 0
 
 
@@ -199,8 +201,8 @@ def _us(t: datetime) -> int:
     return (t - datetime(1970, 1, 1, tzinfo=timezone.utc)) // timedelta(microseconds=1)
 
 
-def _summary(args, root: Path, outcome, live: dict, service, steps: _Steps, seconds: float, tarball) -> str:
-    alerts = _read_alerts(root, args.profile)
+def _summary(args, root: Path, outcome, live: dict, alerts: list[dict], steps: _Steps, seconds: float,
+             tarball) -> str:
     by_type = Counter(a["type"] for a in alerts)
     lines = ["", "=" * 72, f"demo finished in {seconds:.0f}s ({args.profile} profile)", "",
              "model vs the simulator's oracle (test split):", outcome.table, ""]
@@ -222,15 +224,35 @@ def _summary(args, root: Path, outcome, live: dict, service, steps: _Steps, seco
               f"  training set           {root / 'dataset'}",
               f"  model artifact         {tarball}",
               f"  evaluation report      {root / 'model' / 'report' / 'report.md'}",
-              f"  alerts                 {root / 'alerts' / 'alerts.jsonl' if args.profile == 'local' else 'SNS topic mhp-alerts'}",
+              f"  alerts                 {root / 'alerts' / 'alerts.jsonl' if args.profile == 'local' else 'SNS topic mhp-alerts (read back through SQS)'}",
               f"  served feature log     {root / 'serving' / 'served.jsonl'} (mhp drift --serving ...)"]
     return "\n".join(lines)
 
 
-def _read_alerts(root: Path, profile: str) -> list[dict]:
-    if profile == "local":
+def _subscribe_queue(topic_name: str) -> str:
+    """An SQS queue subscribed to the alert topic, to read back what SNS delivered."""
+    from mhp import aws
+    from serving.sinks import ensure_topic
+
+    sqs = aws.boto3_client("sqs")
+    url = sqs.create_queue(QueueName="mhp-demo-alerts")["QueueUrl"]
+    arn = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+    aws.boto3_client("sns").subscribe(TopicArn=ensure_topic(topic_name), Protocol="sqs", Endpoint=arn,
+                                      Attributes={"RawMessageDelivery": "true"})
+    return url
+
+
+def _read_alerts(root: Path, queue_url: str | None) -> list[dict]:
+    if queue_url is None:
         path = root / "alerts" / "alerts.jsonl"
         return [json.loads(line) for line in path.read_text().splitlines() if line.strip()] if path.exists() else []
-    from serving.state import ServingState
+    from mhp import aws
 
-    return ServingState(root / "serving" / "state.sqlite").sent_alerts() if hasattr(ServingState, "sent_alerts") else []
+    sqs, out = aws.boto3_client("sqs"), []
+    while True:
+        msgs = sqs.receive_message(QueueUrl=queue_url, MaxNumberOfMessages=10, WaitTimeSeconds=0).get("Messages", [])
+        if not msgs:
+            return out
+        for m in msgs:
+            out.append(json.loads(m["Body"]))
+            sqs.delete_message(QueueUrl=queue_url, ReceiptHandle=m["ReceiptHandle"])
