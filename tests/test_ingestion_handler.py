@@ -224,3 +224,25 @@ def test_ticks_are_pushed_not_written_and_a_late_event_after_a_tick_keeps_the_de
     # a redelivered tick is a no-op and pushes the same row
     assert ing.handle({"Records": [s.rec(tick_record("c1", m))]}) == {"batchItemFailures": []}
     assert ing.pusher.table["c1"] == (clock, row)
+
+
+@pytest.mark.parametrize("data", [
+    json.dumps(tick_record("c1", to_us(ts("2025-01-03T00:00:00Z")))).encode(),
+    json.dumps(tick_record("c1", to_us(ts("2025-01-03T00:00:00Z"))), separators=(",", ":")).encode(),
+    b'{"record_type": "day_tick", "customer_id": "c1", "timestamp": "2025-02-30T00:00:00.000000Z"}',
+    b'{"record_type": "day_tick", "customer_id": "c1", "timestamp": "2025-02-03T00:00:00+00:00"}',
+    b'{"record_type": "day_tick", "customer_id": "c2", "timestamp": "2025-02-03T00:00:00Z"}',
+    b'{"record_type": "day_tick", "customer_id": "c1", "timestamp": "2025-02-03T00:00:01Z"}',
+    b'{"record_type": "day_tick", "customer_id": "", "timestamp": "2025-02-03T00:00:00Z"}',
+    b'{"record_type": "day_tick", "customer_id": "c1", "timestamp": "0001-01-01T00:00:00Z"}',
+    b'{"record_type": "day_tick", "customer_id": "c1", "timestamp": "2025-02-03T00:00:00Z", "x": 1}',
+])
+def test_fast_tick_decoding_equals_the_full_path(data):
+    from ingestion import records as R
+
+    def outcome(f):
+        try:
+            return f(data, "c1", 7)
+        except R.DeadLetter as dl:
+            return dl.reason, dl.detail
+    assert outcome(lambda d, k, s: R.decode_payload(d, k, s, None)) == outcome(R._decode_slow)
