@@ -2,14 +2,13 @@
 
 Views are grouped by entity and update path (DESIGN §4.12): one customer view
 (written online only by the ordered per-customer stream path, through its push
-source), one tutor view and one marketplace view (batch, materialized), and
+source), one tutor view, one subject view and one marketplace view (batch, materialized), and
 two on-demand views (request-time recency; trends over the customer view).
 """
 from __future__ import annotations
 
 from datetime import timedelta
 
-import pandas as pd
 from feast import Entity, FeatureService, FeatureView, Field, FileSource, PushSource, RequestSource, ValueType
 from feast.on_demand_feature_view import on_demand_feature_view
 from feast.types import Bool, Float64, Int64, String, UnixTimestamp
@@ -28,6 +27,7 @@ def build(features_uri: str) -> dict[str, object]:
     """Every Feast object, keyed by name; ``features_uri`` holds the backfill's Parquet tables."""
     customer = Entity(name="customer", join_keys=["customer_id"], value_type=ValueType.STRING)
     tutor = Entity(name="tutor", join_keys=["tutor_id"], value_type=ValueType.STRING)
+    subject = Entity(name="subject", join_keys=["subject"], value_type=ValueType.STRING)
     # The duckdb store cannot materialize entityless views: a constant-key marketplace entity instead.
     marketplace = Entity(name="marketplace", join_keys=["marketplace_id"], value_type=ValueType.STRING)
 
@@ -47,6 +47,11 @@ def build(features_uri: str) -> dict[str, object]:
         schema=[Field(name=f.name, dtype=_DTYPES[f.dtype]) for f in C.TUTOR_FEATURES],
         description="Daily tutor quality snapshots; a customer's primary tutor is looked up here.",
     )
+    subject_view = FeatureView(
+        name=C.SUBJECT_VIEW, entities=[subject], ttl=NO_EXPIRY, source=file_source(C.SUBJECT_VIEW), online=True,
+        schema=[Field(name=col, dtype=_DTYPES[f.dtype]) for col, f in C.subject_view_columns()],
+        description="Daily supply/demand snapshots per subject; a customer's primary subject is looked up here.",
+    )
     marketplace_view = FeatureView(
         name=C.MARKETPLACE_VIEW, entities=[marketplace], ttl=NO_EXPIRY, source=file_source(C.MARKETPLACE_VIEW),
         online=True, schema=[Field(name=col, dtype=_DTYPES[f.dtype]) for col, f, _ in C.subject_columns()],
@@ -58,57 +63,73 @@ def build(features_uri: str) -> dict[str, object]:
     recency_fields = [f for f in C.ON_DEMAND if f.view == C.RECENCY_VIEW]
     trend_fields = [f for f in C.ON_DEMAND if f.view == C.TREND_VIEW]
 
+    # Python mode (dict of lists in, dict of lists out): the same function serves Feast's online
+    # path, offline retrieval (Feast hands it the joined table as a dict of lists) and our own fast
+    # online path (features.retrieval), without building a pandas frame per request. The
+    # arithmetic mirrors the former pandas version operation for operation (float64 throughout,
+    # NaN where an input is missing), so the values did not change.
     @on_demand_feature_view(
         sources=[customer_view[[n for f in recency_fields for n in f.inputs]], request],
-        schema=[Field(name=f.name, dtype=Float64) for f in recency_fields], mode="pandas",
+        schema=[Field(name=f.name, dtype=Float64) for f in recency_fields], mode="python",
         description="Time since last activity, computed from the request time (never the wall clock).",
     )
-    def customer_recency(inputs: pd.DataFrame) -> pd.DataFrame:
-        import pandas as pd  # on-demand functions are serialized: imports inside the body
+    def customer_recency(inputs: dict) -> dict:
+        nan = float("nan")  # on-demand functions are serialized: everything lives in the body
 
-        inputs = inputs.loc[:, ~inputs.columns.duplicated()]  # offline retrieval can repeat a column
-        now = pd.to_datetime(pd.to_numeric(inputs["request_time_us"]), unit="us", utc=True)
+        def us(v):  # integer microseconds since the epoch, or None (offline nulls may arrive as NaN)
+            return None if v is None or v != v else int(v)
+
+        def days(now, then):
+            # (now - then) in ns as float64 / 1e9 / 86400: exactly pandas' Timedelta.total_seconds path
+            return nan if now is None or then is None else float((now - then) * 1000) / 1e9 / 86400.0
+
+        now = [us(v) for v in inputs["request_time_us"]]
 
         def days_since(col):
-            then = pd.to_datetime(pd.to_numeric(inputs[col], errors="coerce"), unit="us", utc=True)
-            return ((now - then).dt.total_seconds() / 86400.0).astype("float64")
+            return [days(n, us(v)) for n, v in zip(now, inputs[col])]
 
-        out = pd.DataFrame(index=inputs.index)
-        out["days_since_last_session"] = days_since("last_session_ts")
-        out["days_since_last_login"] = days_since("last_login_ts")
-        out["days_since_last_payment"] = days_since("last_payment_ts")
-        out["days_since_last_ib_call"] = days_since("last_ib_call_ts")
-        out["days_since_signup"] = days_since("signup_ts")
-        out["customer_tenure_days"] = out["days_since_signup"].apply(lambda d: float(int(d // 1)) if d == d else d)
-        return out
+        signup = days_since("signup_ts")
+        return {
+            "days_since_last_session": days_since("last_session_ts"),
+            "days_since_last_login": days_since("last_login_ts"),
+            "days_since_last_payment": days_since("last_payment_ts"),
+            "days_since_last_ib_call": days_since("last_ib_call_ts"),
+            "days_since_signup": signup,
+            "customer_tenure_days": [float(int(d // 1)) if d == d else d for d in signup],
+        }
 
     @on_demand_feature_view(
         sources=[customer_view[sorted({n for f in trend_fields for n in f.inputs})]],
-        schema=[Field(name=f.name, dtype=Float64) for f in trend_fields], mode="pandas",
+        schema=[Field(name=f.name, dtype=Float64) for f in trend_fields], mode="python",
         description="Short- versus long-window changes of the customer's behaviour.",
     )
-    def customer_trends(inputs: pd.DataFrame) -> pd.DataFrame:
-        import pandas as pd
+    def customer_trends(inputs: dict) -> dict:
+        nan = float("nan")
 
-        inputs = inputs.loc[:, ~inputs.columns.duplicated()]
+        def col(name):  # float64; a missing value is NaN and propagates
+            return [nan if v is None else float(v) for v in inputs[name]]
 
-        def col(name):
-            return pd.to_numeric(inputs[name], errors="coerce").astype("float64")
-
-        out = pd.DataFrame(index=inputs.index)
-        out["session_velocity_change"] = col("session_count_7d") / 7 - col("session_count_30d") / 30
-        out["rating_trend"] = col("avg_session_rating_7d") - col("avg_session_rating_30d")
-        out["engagement_trend"] = col("login_count_7d") - col("login_count_14d")
-        out["spend_acceleration"] = col("payment_amount_7d") / 7 - col("payment_amount_30d") / 30
-        return out
+        s7, s30 = col("session_count_7d"), col("session_count_30d")
+        r7, r30 = col("avg_session_rating_7d"), col("avg_session_rating_30d")
+        l7, l14 = col("login_count_7d"), col("login_count_14d")
+        p7, p30 = col("payment_amount_7d"), col("payment_amount_30d")
+        return {
+            "session_velocity_change": [a / 7 - b / 30 for a, b in zip(s7, s30)],
+            "rating_trend": [a - b for a, b in zip(r7, r30)],
+            "engagement_trend": [a - b for a, b in zip(l7, l14)],
+            "spend_acceleration": [a / 7 - b / 30 for a, b in zip(p7, p30)],
+        }
 
     model_customer = [m["name"] for m in C.model_features() if m["view"] == C.CUSTOMER_VIEW]
     service = FeatureService(
         name=C.FEATURE_SERVICE,
-        features=[customer_view[model_customer], tutor_view, marketplace_view, customer_recency, customer_trends],
-        description="The multi-task model's whole input vector (the tutor view is keyed by the primary tutor).",
+        features=[customer_view[model_customer], tutor_view, subject_view, marketplace_view, customer_recency,
+                  customer_trends],
+        description="The multi-task model's whole input vector (the tutor view is keyed by the primary tutor, "
+                    "the subject view by the primary subject).",
     )
-    objs = [customer, tutor, marketplace, customer_source, customer_push, tutor_view.batch_source,
-            marketplace_view.batch_source, customer_view, tutor_view, marketplace_view, request,
+    objs = [customer, tutor, subject, marketplace, customer_source, customer_push, tutor_view.batch_source,
+            subject_view.batch_source, marketplace_view.batch_source, customer_view, tutor_view, subject_view,
+            marketplace_view, request,
             customer_recency, customer_trends, service]
     return {o.name: o for o in objs}
