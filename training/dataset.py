@@ -309,13 +309,11 @@ def assign_splits(rows: pd.DataFrame, b: SplitBoundaries, policy: SplitPolicy) -
 
 def snapshot_timestamps(features_uri: str, entity_df: pd.DataFrame) -> pd.Series:
     """Timestamp of the latest customer snapshot at or before each row's t (what the join used)."""
-    import duckdb
-
     from features import catalog as C
+    from features.backfill import connect
     from features.feast_objects import source_path
 
-    con = duckdb.connect()
-    con.execute("SET TimeZone = 'UTC'")
+    con = connect(features_uri)  # local or s3://
     ent = pd.DataFrame({"row_id": np.arange(len(entity_df)), "customer_id": entity_df["customer_id"].astype(str),
                         "ts": entity_df["event_timestamp"]})
     con.register("ent", ent)
@@ -398,7 +396,7 @@ def ensure_feature_store(paths: Paths, until: datetime | None = None, progress: 
 
     if not os.path.isdir(paths.events):
         raise DatasetBuildError(f"no event log at {paths.events}; run `mhp simulate --out {paths.root}` first")
-    views = (C.CUSTOMER_VIEW, C.TUTOR_VIEW, C.MARKETPLACE_VIEW)
+    views = (C.CUSTOMER_VIEW,) + C.BATCH_VIEWS
     if not all(os.path.exists(source_path(paths.features, v)) for v in views):
         log(f"features: none under {paths.features}; running the backfill")
         run_backfill(paths.events, paths.features, until=until, progress=progress)
