@@ -8,8 +8,9 @@ Customer snapshots: one row per (customer, instant), where the instants are
 the customer's distinct event timestamps plus every UTC midnight that falls
 within MAX_WINDOW_DAYS after one of their events (capped at ``until``): the
 midnights at which a window can still change. So Feast's latest-row-as-of-t
-is exact and windows decay on schedule. Tutor and marketplace snapshots: one row per group per UTC
-midnight, over the complete days before it.
+is exact and windows decay on schedule. Tutor, subject and marketplace snapshots: one row per group per
+UTC midnight, over the complete days before it (the marketplace table is the subject table
+pivoted to one wide row per day).
 
 All times are integer microseconds since the epoch (UTC) inside the SQL.
 """
@@ -235,12 +236,17 @@ def customer_sql(until_us: int) -> list[str]:
 
 
 def _group_sql(table: str, key: str, metrics: tuple[C.GroupMetric, ...], features: list[tuple[str, C.GroupFeature]],
-               first_day: int, until_day: int, pivot_subjects: bool) -> list[str]:
-    """Snapshots at every midnight d in (first_day, until_day] over the complete days [d - N, d)."""
+               first_day: int, until_day: int, pivot_subjects: bool, all_subjects: bool = False) -> list[str]:
+    """Snapshots at every midnight d in (first_day, until_day] over the complete days [d - N, d).
+
+    ``pivot_subjects``: one row per day with a ``<feature>_<subject>`` column per subject (the
+    marketplace view); ``all_subjects``: one row per subject and day, every declared subject
+    (the subject view: the same values, long). Otherwise one row per group seen in the log."""
+    all_subjects = all_subjects or pivot_subjects
     additive = [m for m in metrics if m.distinct is None]
     distinct = [m for m in metrics if m.distinct is not None]
     windows = sorted({f.days for _, f in features})
-    groups = (f"SELECT unnest([{', '.join(repr(s) for s in SUBJECTS)}]) AS grp" if pivot_subjects else
+    groups = (f"SELECT unnest([{', '.join(repr(s) for s in SUBJECTS)}]) AS grp" if all_subjects else
               f"SELECT DISTINCT {_q(metrics[0].group_by)} AS grp FROM ev_all WHERE {_q(metrics[0].group_by)} IS NOT NULL")
     grid = f"""SELECT g.grp, d.day FROM ({groups}) g,
                (SELECT unnest(range({first_day}, {until_day} + 1)) AS day) d"""
@@ -335,12 +341,15 @@ def run_backfill(events_uri: str, out_uri: str, until: datetime | None = None, p
     steps = customer_sql(until_us)
     steps += _group_sql(C.TUTOR_VIEW, "tutor_id", C.TUTOR_METRICS, [(f.name, f) for f in C.TUTOR_FEATURES],
                         first_day, until_day, pivot_subjects=False)
+    steps += _group_sql(C.SUBJECT_VIEW, "subject", C.SUBJECT_METRICS, C.subject_view_columns(),
+                        first_day, until_day, pivot_subjects=False, all_subjects=True)
     steps += _group_sql(C.MARKETPLACE_VIEW, "marketplace_id", C.SUBJECT_METRICS,
                         [(c, f) for c, f, _ in C.subject_columns()], first_day, until_day, pivot_subjects=True)
     for stmt in tqdm(steps, desc="backfill", unit="step", disable=not progress):
         con.execute(stmt)
     outputs = {
-        C.CUSTOMER_VIEW: "customer_snapshots", C.TUTOR_VIEW: C.TUTOR_VIEW, C.MARKETPLACE_VIEW: C.MARKETPLACE_VIEW,
+        C.CUSTOMER_VIEW: "customer_snapshots", C.TUTOR_VIEW: C.TUTOR_VIEW, C.SUBJECT_VIEW: C.SUBJECT_VIEW,
+        C.MARKETPLACE_VIEW: C.MARKETPLACE_VIEW,
     }
     written = {}
     for view, table in outputs.items():

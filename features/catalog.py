@@ -28,6 +28,7 @@ MAX_WINDOW_DAYS = max(WINDOWS)
 CUSTOMER_VIEW = "customer_features"
 TUTOR_VIEW = "tutor_features"
 MARKETPLACE_VIEW = "marketplace_features"
+SUBJECT_VIEW = "subject_features"
 RECENCY_VIEW = "customer_recency"
 TREND_VIEW = "customer_trends"
 FEATURE_SERVICE = "churn_model_v1"
@@ -325,6 +326,8 @@ CUSTOMER_FEATURES: tuple[CustomerFeature, ...] = tuple(_window_features()) + (
     LatestValue("student_grade_level", _signup, "grade_level", dtype="int64"),
     LatestValue("primary_subject_category", _signup, "subject_category", categories=CATEGORIES),
     LatestValue("geographic_region", _signup, "region", categories=REGIONS),
+    # the key of the subject lookup (DESIGN §4.9), like primary_tutor_id for the tutor view
+    LatestValue("primary_subject", _signup, "primary_subject", categories=SUBJECTS, category="subject"),
     # inputs of the request-time recency features
     LastSeen("signup_ts", _signup),
     LastSeen("last_session_ts", _completed_sessions),
@@ -430,6 +433,15 @@ def subject_columns() -> list[tuple[str, GroupFeature, str]]:
     return [(f"{f.name}_{s}", f, s) for f in SUBJECT_FEATURES for s in SUBJECTS]
 
 
+SUBJECT_FEATURE_PREFIX = "subject_"
+
+
+def subject_view_columns() -> list[tuple[str, GroupFeature]]:
+    """(column, feature) of the subject view: the same per-subject values as the marketplace
+    columns, one row per subject (a customer's own subject is looked up by ``primary_subject``)."""
+    return [(SUBJECT_FEATURE_PREFIX + f.name, f) for f in SUBJECT_FEATURES]
+
+
 # --------------------------------------------------------------------------- request-time features
 @dataclass(frozen=True)
 class OnDemand:
@@ -472,8 +484,16 @@ ON_DEMAND: tuple[OnDemand, ...] = (
 
 
 # --------------------------------------------------------------------------- the model's input vector
-# The stored last-seen timestamps only feed the recency views, and the primary tutor id is a lookup key.
-_NOT_MODEL_INPUTS = {f.name for f in CUSTOMER_FEATURES if isinstance(f, LastSeen)} | {"primary_tutor_id"}
+# The stored last-seen timestamps only feed the recency views; the primary tutor id and the primary
+# subject are lookup keys (of the tutor and subject views).
+_NOT_MODEL_INPUTS = {f.name for f in CUSTOMER_FEATURES if isinstance(f, LastSeen)} | {"primary_tutor_id",
+                                                                                     "primary_subject"}
+# The schema kind of the 80 wide per-subject marketplace columns. They are the same for every
+# customer at a given time, so under a time split they mostly identify the date and the net
+# overfits on them (docs/model.md). They stay in the feature service (the spec lists them) and in
+# the inference contract; the preprocessing validates them (a number or null) and drops them.
+# The customer's own subject's values come from the subject view instead.
+CONTEXT_KIND = "context"
 
 
 def model_features() -> list[dict]:
@@ -493,7 +513,8 @@ def model_features() -> list[dict]:
             entry.update(kind="numeric")
         out.append(entry)
     out += [{"name": f.name, "view": TUTOR_VIEW, "kind": "numeric"} for f in TUTOR_FEATURES]
-    out += [{"name": c, "view": MARKETPLACE_VIEW, "kind": "numeric"} for c, _, _ in subject_columns()]
+    out += [{"name": c, "view": SUBJECT_VIEW, "kind": "numeric"} for c, _ in subject_view_columns()]
+    out += [{"name": c, "view": MARKETPLACE_VIEW, "kind": CONTEXT_KIND} for c, _, _ in subject_columns()]
     out += [{"name": f.name, "view": f.view, "kind": "numeric"} for f in ON_DEMAND]
     return out
 
@@ -517,8 +538,11 @@ def column_specs(view: str | None = None) -> list[dict]:
         feats = [(f.name, f) for f in TUTOR_FEATURES]
     elif view == MARKETPLACE_VIEW:
         feats = [(c, f) for c, f, _ in subject_columns()]
+    elif view == SUBJECT_VIEW:
+        feats = subject_view_columns()
     else:
-        raise ValueError(f"view: expected one of {CUSTOMER_VIEW}, {TUTOR_VIEW}, {MARKETPLACE_VIEW}; got {view!r}")
+        raise ValueError(f"view: expected one of {CUSTOMER_VIEW}, {TUTOR_VIEW}, {SUBJECT_VIEW}, {MARKETPLACE_VIEW}; "
+                         f"got {view!r}")
     specs = []
     for name, f in feats:
         spec = {"name": name, "nullable": f.nullable}
@@ -541,4 +565,7 @@ def column_specs(view: str | None = None) -> list[dict]:
     return specs
 
 
-ENTITY_KEYS = {CUSTOMER_VIEW: "customer_id", TUTOR_VIEW: "tutor_id", MARKETPLACE_VIEW: "marketplace_id"}
+ENTITY_KEYS = {CUSTOMER_VIEW: "customer_id", TUTOR_VIEW: "tutor_id", SUBJECT_VIEW: "subject",
+               MARKETPLACE_VIEW: "marketplace_id"}
+# The daily batch views (materialized at each UTC midnight; never written by the stream).
+BATCH_VIEWS = (TUTOR_VIEW, SUBJECT_VIEW, MARKETPLACE_VIEW)

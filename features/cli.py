@@ -97,7 +97,7 @@ def cmd_materialize(args) -> int:
 
     ws = workspace.from_args(args)
     store = _store(ws)
-    known = [C.CUSTOMER_VIEW, C.TUTOR_VIEW, C.MARKETPLACE_VIEW]
+    known = [C.CUSTOMER_VIEW, *C.BATCH_VIEWS]
     views = {"all": known, "batch": known[1:]}.get(args.views) or [v.strip() for v in args.views.split(",")]
     unknown = sorted(set(views) - set(known))
     if unknown:

@@ -28,14 +28,14 @@ Generated from `features/catalog.py` by `mhp features-doc`; do not edit by hand
   denominator is 0 (no sessions: no rating; no payment attempt: no success
   rate). Counts and sums are 0. Segment values and timestamps are null until
   the first event that carries them.
-* **Batch entities.** Tutor features (entity `tutor`) and per-subject
-  marketplace features (entity `marketplace`, constant key
-  `{C.MARKETPLACE_KEY}`) are snapshots at every UTC midnight `d` over the
+* **Batch entities.** Tutor features (entity `tutor`), subject features
+  (entity `subject`) and per-subject marketplace features (entity
+  `marketplace`, constant key `{C.MARKETPLACE_KEY}`) are snapshots at every UTC midnight `d` over the
   complete days `[d - N days, d)`: {C.TUTOR_WINDOW_DAYS} days for tutors,
   {C.SUBJECT_WINDOW_DAYS} days for subjects.
-* **Primary tutor.** A customer's tutor features are looked up with a second
-  key, `primary_tutor_id` as of `t`, identically offline and online
-  (`features/retrieval.py`).
+* **Primary tutor and subject.** A customer's tutor and subject features are
+  looked up with second keys, `primary_tutor_id` and `primary_subject` as of
+  `t`, identically offline and online (`features/retrieval.py`).
 
 ## Decisions where the spec is vague
 
@@ -99,14 +99,27 @@ def render() -> str:
     parts.append("### Batch metrics\n\n" + _table(metric_rows, ("metric", "meaning (per tutor / per subject)")))
     rows = [(f"`{f.name}_<subject>`", f.dtype, f"{f.doc}; over the {f.days} complete UTC days before the snapshot"
              + ("" if f.den is None else "; null when the denominator is 0")) for f in C.SUBJECT_FEATURES]
+    subject_rows = [(f"`{col}`", f.dtype, f"{f.doc}; over the {f.days} complete UTC days before the snapshot"
+                     + ("" if f.den is None else "; null when the denominator is 0"))
+                    for col, f in C.subject_view_columns()]
+    parts.append(f"## Subject view `{C.SUBJECT_VIEW}` (entity `subject`, daily)\n\n"
+                 "One row per subject and UTC midnight (every declared subject): the values of the marketplace "
+                 "columns below, long. A customer's own subject is looked up by `primary_subject` as of `t`; "
+                 "null when the customer has none. These are the model's supply/demand inputs.\n\n"
+                 + _table(subject_rows, ("feature", "dtype", "meaning")))
     parts.append(f"## Marketplace view `{C.MARKETPLACE_VIEW}` (entity `marketplace`, daily)\n\n"
-                 f"One column per feature and subject ({len(C.subject_columns())} columns).\n\n"
+                 f"One column per feature and subject ({len(C.subject_columns())} columns). In the feature "
+                 f"service and the inference contract with kind `{C.CONTEXT_KIND}`: a request carries them "
+                 "(a number or null), the model's preprocessing validates and drops them. They are the same for "
+                 "every customer at a given time, so under a time split they mostly identify the date "
+                 "(`docs/model.md`).\n\n"
                  + _table(rows, ("feature", "dtype", "meaning")))
     rows = [(f"`{f.name}`", f"`{f.view}`", f.formula) for f in C.ON_DEMAND]
     parts.append(f"## On-demand views (request time field `{C.REQUEST_TIME_FIELD}`)\n\n"
                  + _table(rows, ("feature", "view", "formula")))
     parts.append(f"## Feature service `{C.FEATURE_SERVICE}`\n\nThe model's whole input vector: "
                  f"{len(C.model_features())} features (customer view minus the last-seen timestamps and the "
-                 "primary tutor key, the tutor view via the primary tutor, the marketplace view, both on-demand "
-                 "views).\n")
+                 "primary tutor and subject keys, the tutor view via the primary tutor, the subject view via the "
+                 f"primary subject, the marketplace view (kind `{C.CONTEXT_KIND}`: served, not learned from), "
+                 "both on-demand views).\n")
     return "\n\n".join(parts).rstrip() + "\n"

@@ -187,7 +187,7 @@ def _replay(args, ws, root, store, service, start, history_end, end) -> dict:
             nxt = day + DAY
             replay.run_until(_us(nxt) - 1)
             with contextlib.redirect_stdout(io.StringIO()):  # Feast prints per view; the bar says enough
-                store.materialize(start_date=day, end_date=nxt, feature_views=[C.TUTOR_VIEW, C.MARKETPLACE_VIEW])
+                store.materialize(start_date=day, end_date=nxt, feature_views=list(C.BATCH_VIEWS))
             ids = active_customers(ws.events, nxt)
             out = score_all(service, ids, nxt)
             daily["scored"] += len(out.scored)

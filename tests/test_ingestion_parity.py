@@ -56,7 +56,7 @@ def test_online_equals_offline_at_random_instants(sim, tmp_path):
         if day != materialized_day:               # the daily batch job for the day just ended
             store.materialize(start_date=pd.Timestamp("2020-01-01", tz="UTC").to_pydatetime(),
                               end_date=(day + pd.Timedelta(seconds=1)).to_pydatetime(),
-                              feature_views=[C.TUTOR_VIEW, C.MARKETPLACE_VIEW])
+                              feature_views=list(C.BATCH_VIEWS))
             materialized_day = day
         custs = rng.sample(customers, 52)
         online_rows.append(online_features(store, custs, t))

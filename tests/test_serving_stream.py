@@ -46,7 +46,7 @@ def test_stream_to_alert(tmp_path, model_path):
     store = FS.open_store("local", tmp_path / "feast")
     FS.apply(store, str(tmp_path / "features"))
     store.materialize(start_date=ts("2024-12-01T00:00:00Z"), end_date=AS_OF,
-                      feature_views=[C.TUTOR_VIEW, C.MARKETPLACE_VIEW])
+                      feature_views=list(C.BATCH_VIEWS))
     with InferenceServer(model_path, port=0) as srv:
         config = ServingConfig(endpoint_url=srv.url, cooldown_hours=24 * 30)
         service = build_service(config, store, tmp_path / "serving")

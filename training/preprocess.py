@@ -16,6 +16,11 @@ Encoding per feature kind (DESIGN §4.5: missing is not zero):
 * categorical: one-hot over the declared categories (plus any seen in train when
                none are declared) and one ``__unknown_or_missing__`` bucket that
                takes nulls and values never seen.
+* context:     part of the input contract (a request carries it, validated as a
+               finite number or null) but not fed to the network: no output column.
+               Used for columns the feature service must serve but the model should
+               not learn from (the per-subject marketplace columns, which identify
+               the date under a time split).
 
 Missing indicators: numeric, boolean and ordinal features that had at least one
 null in the train split get an extra 0/1 ``<name>__missing`` column (the sklearn
@@ -33,7 +38,7 @@ from typing import Any, Iterable, Mapping, Sequence
 import numpy as np
 
 FORMAT_VERSION = 1
-FEATURE_KINDS = ("numeric", "boolean", "ordinal", "categorical")
+FEATURE_KINDS = ("numeric", "boolean", "ordinal", "categorical", "context")
 UNKNOWN_BUCKET = "__unknown_or_missing__"
 MISSING_SUFFIX = "__missing"
 
@@ -216,7 +221,10 @@ class Preprocessor:
         params: dict[str, dict[str, Any]] = {}
         for spec in schema.features:
             col = columns[spec.name]
-            if spec.kind in ("numeric", "boolean", "ordinal"):
+            if spec.kind == "context":
+                _numeric_column(spec.name, col)  # validated like a numeric, never encoded
+                params[spec.name] = {}
+            elif spec.kind in ("numeric", "boolean", "ordinal"):
                 vals = _encode_scalar(spec, col)
                 observed = vals[~np.isnan(vals)]
                 has_missing = bool(len(observed) < len(vals))
@@ -262,6 +270,8 @@ class Preprocessor:
         names: list[str] = []
         for spec in self.schema.features:
             p = self.params[spec.name]
+            if spec.kind == "context":
+                continue
             if spec.kind == "categorical":
                 names += [f"{spec.name}={c}" for c in p["categories"]] + [f"{spec.name}={UNKNOWN_BUCKET}"]
             else:
@@ -290,6 +300,9 @@ class Preprocessor:
         blocks: list[np.ndarray] = []
         for spec in self.schema.features:
             p, col = self.params[spec.name], columns[spec.name]
+            if spec.kind == "context":
+                _numeric_column(spec.name, col)  # a string or an infinite number is still a 400
+                continue
             if spec.kind == "categorical":
                 vals = _category_column(spec.name, col)
                 cats = p["categories"]
@@ -403,7 +416,7 @@ def _columns_of(data: Any, schema: FeatureSchema, allow_extra: bool) -> dict[str
         name = spec.name
         col = data[name]
         if hasattr(col, "to_numpy"):
-            out[name] = _pandas_to_numpy(col, numeric=spec.kind in ("numeric", "boolean"))
+            out[name] = _pandas_to_numpy(col, numeric=spec.kind in ("numeric", "boolean", "context"))
         else:
             out[name] = np.asarray(col, dtype=object) if not isinstance(col, np.ndarray) else col
     return out
@@ -430,6 +443,9 @@ def iter_output_groups(pre: Preprocessor) -> Iterable[tuple[str, list[str]]]:
     pos = 0
     for spec in pre.schema.features:
         p = pre.params[spec.name]
-        width = len(p["categories"]) + 1 if spec.kind == "categorical" else 1 + int(p["missing_indicator"])
+        if spec.kind == "context":
+            width = 0
+        else:
+            width = len(p["categories"]) + 1 if spec.kind == "categorical" else 1 + int(p["missing_indicator"])
         yield spec.name, names[pos:pos + width]
         pos += width

@@ -33,6 +33,8 @@ def _catalog_kinds() -> dict[str, tuple[str, bool, tuple | None]]:
         out[f.name] = (kind, bool(f.nullable), cats)
     for f in C.TUTOR_FEATURES:
         out[f.name] = (f.kind, True, None)  # null when the customer has no primary tutor yet
+    for col, f in C.subject_view_columns():
+        out[col] = (f.kind, True, None)  # null when the customer has no primary subject (or no snapshot yet)
     for col, f, _ in C.subject_columns():
         out[col] = (f.kind, bool(f.nullable), None)
     for f in C.ON_DEMAND:
