@@ -38,11 +38,28 @@ from typing import Iterable, Protocol
 from features import catalog as C
 from features import state as S
 
+from .contract import CATEGORIES, CHANNELS, REGIONS, SUBJECTS, TIERS
+
 RECENT_IDS = 16
 CHECKPOINT_PREFIX = "#checkpoint:"
 HORIZON_PREFIX = "#ticks:"       # per-shard tick horizon (latest day-tick midnight processed)
 FORMAT = 2                       # body format (1: zlib(JSON dict), no leading format byte)
-_RAW, _ZLIB = b"\x02", b"\x03"  # body = format byte + compact JSON, or + zlib(compact JSON)
+_RAW, _ZLIB = b"\x02", b"\x04"  # body = format byte + compact JSON, or + raw deflate(compact JSON, _ZDICT)
+# A preset deflate dictionary (part of the format: never change it without a new format byte): the
+# contract's categorical values and the body's common fragments. Small bodies (a few hundred bytes)
+# compress ~10% better with it; raw deflate drops zlib's 6 header/checksum bytes.
+_ZDICT = ("".join(f'"{w}",' for w in (*TIERS, *CHANNELS, *CATEGORIES, *REGIONS, *SUBJECTS))
+          + ",000000," * 4 + "[[0,1,1," + ",12,1,14,1]," + ",13,1,14,1],[" + "500000,5,1,6," + "0000000,7,1,").encode()
+
+
+def _deflate(raw: bytes) -> bytes:
+    c = zlib.compressobj(6, zlib.DEFLATED, -15, zdict=_ZDICT)
+    return c.compress(raw) + c.flush()
+
+
+def _inflate(z: bytes) -> bytes:
+    d = zlib.decompressobj(-15, zdict=_ZDICT)
+    return d.decompress(z) + d.flush()
 
 # feature names <-> small indices for the compact body
 _F_INDEX = {f.name: i for i, f in enumerate(C.CUSTOMER_FEATURES)}
@@ -77,7 +94,7 @@ def _digests(recent: list) -> bytes:
 def encode(item: Item) -> bytes:
     """The compact body: sparse tiles (only non-zero metrics, days relative to the clock's day),
     feature names as indices, timestamps relative to the clock, 4-byte id digests; JSON without
-    spaces, zlib-compressed only when that is smaller."""
+    spaces, deflated (preset dictionary) only when that is smaller."""
     st = item.state
     clock = st["clock"]
     base = 0 if clock is None else clock // S.DAY_US
@@ -101,7 +118,7 @@ def encode(item: Item) -> bytes:
         None if item.pushed_clock is None else cl - item.pushed_clock,
     ]
     raw = json.dumps(body, separators=(",", ":")).encode()
-    z = zlib.compress(raw, 6)
+    z = _deflate(raw)
     return _ZLIB + z if len(z) < len(raw) else _RAW + raw
 
 
@@ -111,7 +128,7 @@ def decode(customer_id: str, version: int, blob: bytes) -> Item:
     if head not in (_RAW, _ZLIB):       # format 1 (zlib of a JSON dict)
         body = json.loads(zlib.decompress(blob))
         return Item(customer_id, version, body["s"], body["q"], [id_digest(x) for x in body["r"]], body["p"])
-    raw = blob[1:] if head == _RAW else zlib.decompress(blob[1:])
+    raw = blob[1:] if head == _RAW else _inflate(blob[1:])
     clock, wm, tiles, totals, first, latest, last_seen, primary, distinct, seq, recent, pushed = json.loads(raw)
     base = 0 if clock is None else clock // S.DAY_US
     cl = 0 if clock is None else clock

@@ -117,3 +117,27 @@ def test_state_size_is_bounded():
     small, large = grow(200, rng), grow(20_000, rng)   # the same year, 100x the events
     assert large < 2 * small + 512, (small, large)
     assert large < 8_000                                # far below DynamoDB's 400 KB item limit
+
+
+def test_compact_body_round_trips_and_reads_format_1():
+    import zlib
+
+    from ingestion.state_store import decode, id_digest
+
+    rng = random.Random(2)
+    item = Item("c1", version=3, seq=10 ** 55 + 7, pushed_clock=None)
+    t0 = ts("2024-01-01T00:00:00Z")
+    for i in range(300):
+        e = session(t0 + timedelta(hours=7 * i), rating=rng.choice([None, 3.0, 4.5]), tutor=f"t{rng.randrange(5)}",
+                    customer_id="c1") if i % 3 else ev("payment_succeeded", t0 + timedelta(hours=7 * i),
+                                                       customer_id="c1", amount=round(rng.uniform(5, 200), 2))
+        S.apply_event(item.state, e.model_dump(), to_us(e.timestamp), e.event_id)
+        item.recent = (item.recent + [id_digest(e.event_id)])[-16:]
+    item.pushed_clock = item.state["clock"]
+    back = decode("c1", 3, encode(item))
+    assert (back.state, back.seq, back.recent, back.pushed_clock) == (item.state, item.seq, item.recent, item.pushed_clock)
+    assert S.snapshot(back.state) == S.snapshot(item.state)
+    assert decode("c2", 1, encode(Item("c2"))).state == S.new_state()
+    old = zlib.compress(json.dumps({"s": item.state, "q": item.seq, "r": ["e1", "e2"], "p": item.pushed_clock}).encode())
+    legacy = decode("c1", 3, old)
+    assert legacy.state == item.state and legacy.recent == [id_digest("e1"), id_digest("e2")]
