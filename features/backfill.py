@@ -313,10 +313,25 @@ def connect(events_uri: str) -> duckdb.DuckDBPyConnection:
 
 def load_events(con: duckdb.DuckDBPyConnection, events_uri: str, until_us: int | None) -> int:
     """Expose the log as views ``ev_all`` / ``ev`` with ``tsu`` (microseconds); returns the cap in microseconds."""
-    glob = events_uri.rstrip("/") + "/**/*.parquet"
+    if events_uri.startswith("s3://"):
+        # DuckDB through fsspec reads one small object at a time; Arrow's dataset reader fetches the
+        # day partitions concurrently, so pull the log once and scan it in memory.
+        import pyarrow as pa
+        import pyarrow.dataset as pads
+
+        from ingestion.contract import EVENT_LOG_SCHEMA
+        from mhp.storage import filesystem
+
+        fs, path = filesystem(events_uri)
+        schema = EVENT_LOG_SCHEMA.append(pa.field("date", pa.string()))  # the contract's columns + partition
+        con.register("ev_arrow", pads.dataset(path, filesystem=fs, format="parquet", partitioning="hive",
+                                              schema=schema).to_table())
+        source = "ev_arrow"
+    else:
+        glob = events_uri.rstrip("/") + "/**/*.parquet"
+        source = f"read_parquet('{glob}', hive_partitioning = true, union_by_name = true)"
     con.execute(f"""CREATE OR REPLACE TEMP VIEW ev_raw AS
-        SELECT * EXCLUDE (date), epoch_us("timestamp") AS tsu
-        FROM read_parquet('{glob}', hive_partitioning = true, union_by_name = true)""")
+        SELECT * EXCLUDE (date), epoch_us("timestamp") AS tsu FROM {source}""")
     if until_us is None:
         last = con.execute("SELECT MAX(tsu) FROM ev_raw").fetchone()[0]
         if last is None:

@@ -103,9 +103,13 @@ def _run(args) -> int:
         aws.ensure_bucket("mhp-demo")
         ws = workspace.Workspace(root="s3://mhp-demo/ws", state=root, profile=args.profile)
         with steps.step("upload the event log to S3"):
-            for f in sorted((root / "events").rglob("*.parquet")):
-                storage.write_parquet(storage.read_parquet(str(f)),
-                                      storage.join(ws.events, str(f.relative_to(root / "events"))))
+            from concurrent.futures import ThreadPoolExecutor
+
+            files = sorted((root / "events").rglob("*.parquet"))
+            fs, _ = storage.filesystem(ws.events)
+            with ThreadPoolExecutor(8) as pool:  # one small object per UTC day: upload concurrently
+                list(pool.map(lambda f: fs.put_file(str(f), storage.join(ws.events, str(f.relative_to(root / "events")))[5:]),
+                              files))
 
     reports = root / "reports"
     reports.mkdir(parents=True, exist_ok=True)
