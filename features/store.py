@@ -68,6 +68,9 @@ def open_store(profile: str, state_dir: str | os.PathLike, data_uri: str | None 
 
 def apply(store: FeatureStore, features_uri: str) -> list[str]:
     """Register every definition (the Python-API equivalent of ``feast apply``)."""
+    if not features_uri.startswith("s3://"):
+        # Feast resolves a relative source path against the repo folder, not the working directory.
+        features_uri = str(Path(features_uri).resolve())
     objs = feast_objects.build(features_uri)
     store.apply(list(objs.values()))
     return sorted(objs)

@@ -82,7 +82,7 @@ def _run(args) -> int:
     from features.store import apply, open_store
     from mhp.cli import main as mhp
 
-    root = Path(args.workspace)
+    root = Path(args.workspace).resolve()
     if root.exists():
         shutil.rmtree(root)
     steps = _Steps()

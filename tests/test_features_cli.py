@@ -7,8 +7,9 @@ from features.store import open_store
 from mhp.cli import main
 
 
-def test_pipeline_commands_on_a_small_simulation(tmp_path, capsys):
-    ws = str(tmp_path / "ws")
+def test_pipeline_commands_on_a_small_simulation(tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    ws = "ws"  # relative, as a user types it: Feast must not resolve it against its repo folder
     assert main(["simulate", "--customers", "60", "--days", "21", "--seed", "3", "--out", ws]) == 0
     assert main(["backfill", "--workspace", ws]) == 0
     out = capsys.readouterr().out
