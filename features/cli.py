@@ -36,7 +36,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     workspace.add_arguments(p)
     p.add_argument("--until", help="materialize rows up to this UTC time (default: the end of the backfill)")
     p.add_argument("--views", default="all", help="comma-separated views, or 'all' (default), or 'batch' "
-                                                  "(tutor and marketplace only: customer rows then come from the stream)")
+                                                  "(tutor, subject and marketplace only: customer rows then come from the stream)")
     p.set_defaults(func=cmd_materialize)
 
     p = sub.add_parser("features-doc", help="regenerate docs/features.md from the catalog")
