@@ -195,7 +195,7 @@ def customer_sql(until_us: int) -> list[str]:
     def life(metric: str) -> str:
         return _value(metric, _q("c_" + metric))
 
-    out = ["customer_id", f"make_timestamp(tsu)::TIMESTAMPTZ AS event_timestamp"]
+    out = ["customer_id", "make_timestamp(tsu)::TIMESTAMPTZ AS event_timestamp"]
     for f in C.CUSTOMER_FEATURES:
         n = _q(f.name)
         if isinstance(f, C.WindowSum):

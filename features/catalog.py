@@ -15,7 +15,7 @@ Time semantics (DESIGN §4):
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Union
 
 from ingestion.contract import CATEGORIES, CHANNELS, REGIONS, SUBJECTS, TIERS

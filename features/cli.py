@@ -9,15 +9,9 @@ from mhp import storage, workspace
 
 
 def _parse_time(value: str, field: str) -> datetime:
-    from mhp.cli import UsageError
+    from mhp.cli import parse_utc_time
 
-    try:
-        t = datetime.fromisoformat(value.replace("Z", "+00:00"))
-    except ValueError:
-        raise UsageError(f"{field}: expected an ISO-8601 UTC time such as 2025-03-01T00:00:00Z, got {value!r}") from None
-    if t.tzinfo is None:
-        raise UsageError(f"{field}: expected a timezone (e.g. a trailing Z), got naive {value!r}")
-    return t.astimezone(timezone.utc)
+    return parse_utc_time(value, field)
 
 
 def register(sub: argparse._SubParsersAction) -> None:

@@ -25,6 +25,19 @@ class UsageError(Exception):
     """A bad argument or config value; the message names the field and what was expected."""
 
 
+def parse_utc_time(value: str, field: str):
+    """An ISO-8601 time with an offset (``...Z``), as UTC; a UsageError naming ``field`` otherwise."""
+    from datetime import datetime, timezone
+
+    try:
+        t = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        raise UsageError(f"{field}: expected an ISO-8601 UTC time such as 2025-03-01T00:00:00Z, got {value!r}") from None
+    if t.tzinfo is None:
+        raise UsageError(f"{field}: expected a timezone offset (e.g. a trailing Z), got naive {value!r}")
+    return t.astimezone(timezone.utc)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="mhp", description="Marketplace Health Platform")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")

@@ -76,7 +76,6 @@ def cmd_demo(args) -> int:
 def _run(args) -> int:
     import shutil
 
-    from features import catalog as C
     from features.backfill import run_backfill
     from features.quality import check_event_log, check_snapshots
     from features.store import apply, open_store
@@ -144,7 +143,6 @@ def _run(args) -> int:
         print(outcome.table)
 
     from serving.config import ServingConfig
-    from serving.hook import ServingScoringHook
     from serving.runtime import build_service
     from serving.server import InferenceServer
 

@@ -47,15 +47,9 @@ def register(subparsers) -> None:
 
 
 def _time(value: str, arg: str) -> datetime:
-    from mhp.cli import UsageError
+    from mhp.cli import parse_utc_time
 
-    try:
-        t = datetime.fromisoformat(value.replace("Z", "+00:00"))
-    except ValueError:
-        raise UsageError(f"{arg}: expected an ISO-8601 time with offset, got {value!r}") from None
-    if t.tzinfo is None:
-        raise UsageError(f"{arg}: expected a timezone offset (e.g. 2025-03-01T12:00:00Z), got {value!r}")
-    return t.astimezone(timezone.utc)
+    return parse_utc_time(value, arg)
 
 
 def cmd_serve(args) -> int:

@@ -11,7 +11,6 @@ sessions lands at high churn / IB-call risk and a low health score.
 """
 from __future__ import annotations
 
-import json
 import re
 from pathlib import Path
 

@@ -1,6 +1,5 @@
 """`mhp simulate --out s3://...` writes the same bytes to S3 (a moto server on 127.0.0.1) as to a folder."""
 import hashlib
-import pathlib
 
 import boto3
 import pytest

@@ -6,7 +6,6 @@ import json
 import random
 from datetime import timedelta
 
-import numpy as np
 import pandas as pd
 import pytest
 

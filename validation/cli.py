@@ -5,10 +5,8 @@ Exit codes: 0 passed, 1 a gate failed (the failure summary is printed),
 """
 from __future__ import annotations
 
-import argparse
 import json
 import sys
-from datetime import datetime
 from pathlib import Path
 
 from mhp.cli import UsageError
@@ -72,15 +70,9 @@ def _read_table(path: str, arg: str):
 
 
 def _timestamp(value: str | None, arg: str):
-    if value is None:
-        return None
-    try:
-        ts = datetime.fromisoformat(value.replace("Z", "+00:00"))
-    except ValueError:
-        raise UsageError(f"{arg}: expected an ISO-8601 timestamp such as 2025-01-01T00:00:00Z, got {value!r}") from None
-    if ts.tzinfo is None:
-        raise UsageError(f"{arg}: expected a timezone offset (e.g. 'Z'), got naive {value!r}")
-    return ts
+    from mhp.cli import parse_utc_time
+
+    return None if value is None else parse_utc_time(value, arg)
 
 
 def _load_specs(path: str):

@@ -7,7 +7,7 @@ behaviour, only validity.
 """
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timezone
 from typing import Sequence
 
 import numpy as np
