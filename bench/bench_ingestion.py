@@ -186,7 +186,10 @@ def dynamodb_reference(ddb, table: str, lists=None) -> Reference:
 
     def get(cid):
         it = ddb.get_item(TableName=table, Key={"customer_id": {"S": cid}}).get("Item")
-        return None if it is None else json.loads(json.dumps({k: de.deserialize(v) for k, v in it.items()}, default=float))
+        # numbers back as they were written: Decimal("12") -> 12, Decimal("45.0") -> 45.0 (the resource API
+        # would keep the Decimals; re-serialising them gives the same N strings)
+        num = lambda d: int(d) if d.as_tuple().exponent >= 0 else float(d)  # noqa: E731
+        return None if it is None else json.loads(json.dumps({k: de.deserialize(v) for k, v in it.items()}, default=num))
 
     def put(cid, state):
         item = json.loads(json.dumps(state), parse_float=Decimal)
