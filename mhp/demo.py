@@ -157,6 +157,10 @@ def _run(args) -> int:
             server.stop()
     alerts = _read_alerts(root, queue)
 
+    with steps.step("drift: served features vs the training set"):
+        mhp(["drift", "--reference", str(root / "dataset" / "dataset.parquet"),
+             "--serving", str(root / "serving" / "served.jsonl"), "--out", str(root / "drift"), "--top", "5"])
+
     print(_summary(args, root, outcome, live, alerts, steps, time.perf_counter() - t_start, tarball))
     return 0
 
@@ -180,6 +184,7 @@ def _replay(args, ws, root, store, service, start, history_end, end) -> dict:
         # 1. Rebuild the bounded state from history: the online store already holds it (materialize).
         ingester.pusher, ingester.hook = MemoryPusher(), NoOpScoringHook()
         replay.run_until(_us(history_end))
+        bootstrap = Counter(ingester.totals)
         # 2. Live: push online, score on high-signal events, daily batch job at each midnight.
         hook = ServingScoringHook(service)
         ingester.pusher, ingester.hook = feast_pusher, hook
@@ -196,7 +201,8 @@ def _replay(args, ws, root, store, service, start, history_end, end) -> dict:
             daily["alerts"] += len(out.alerts)
             day = nxt
         replay.run_until(None)
-    return {"totals": dict(ingester.totals), "daily": dict(daily)}
+    return {"totals": dict(Counter(ingester.totals) - bootstrap), "daily": dict(daily),
+            "bootstrap_events": bootstrap.get("applied", 0)}
 
 
 def _us(t: datetime) -> int:
@@ -209,7 +215,8 @@ def _summary(args, root: Path, outcome, live: dict, alerts: list[dict], steps: _
     lines = ["", "=" * 72, f"demo finished in {seconds:.0f}s ({args.profile} profile)", "",
              "model vs the simulator's oracle (test split):", outcome.table, ""]
     t = live["totals"]
-    lines.append(f"live stream: {t.get('applied', 0):,} events applied, {t.get('pushes', 0):,} pushes "
+    lines.append(f"ingester state rebuilt from {live['bootstrap_events']:,} history events; live days:")
+    lines.append(f"  {t.get('applied', 0):,} events applied, {t.get('pushes', 0):,} pushes "
                  f"({t.get('pushed_rows', 0):,} rows), {t.get('scored_customers', 0):,} event-triggered scorings, "
                  f"{live['daily'].get('scored', 0):,} daily batch scorings")
     lines.append(f"alerts: {len(alerts):,} " + (", ".join(f"{k} {v:,}" for k, v in sorted(by_type.items())) or ""))
@@ -227,7 +234,8 @@ def _summary(args, root: Path, outcome, live: dict, alerts: list[dict], steps: _
               f"  model artifact         {tarball}",
               f"  evaluation report      {root / 'model' / 'report' / 'report.md'}",
               f"  alerts                 {root / 'alerts' / 'alerts.jsonl' if args.profile == 'local' else 'SNS topic mhp-alerts (read back through SQS)'}",
-              f"  served feature log     {root / 'serving' / 'served.jsonl'} (mhp drift --serving ...)"]
+              f"  served feature log     {root / 'serving' / 'served.jsonl'}",
+              f"  drift table and plot   {root / 'drift'}"]
     return "\n".join(lines)
 
 

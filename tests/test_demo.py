@@ -24,4 +24,5 @@ def test_demo_runs_every_stage_end_to_end(tmp_path, capsys):
     assert served and set(model_columns()) <= set(served[0])
     times = pd.to_datetime([r["request_time"] for r in served], utc=True, format="ISO8601")
     assert times.min() >= history_end                              # scoring happened in the live days only
-    assert "live stream:" in out and "daily batch scorings" in out
+    assert "live days:" in out and "daily batch scorings" in out
+    assert (ws / "drift" / "drift.csv").exists() and "PSI of" in out
