@@ -47,25 +47,36 @@ def _retrieval(ws: Path, res, quick: bool) -> list[dict]:
     store = open_store("local", ws / "feast")
     apply(store, str(ws / "features"))
     t0 = time.perf_counter()
-    df = historical_features(store, entity)
+    # In chunks, as the dataset builder does: one join over a million rows and ~160 columns
+    # spills tens of GB to DuckDB's temp folder.
+    chunk = 100_000
+    returned, chunk_secs = 0, []
+    for i in range(0, n, chunk):
+        t1 = time.perf_counter()
+        returned += len(historical_features(store, entity.iloc[i:i + chunk]))
+        chunk_secs.append(time.perf_counter() - t1)
     secs = time.perf_counter() - t0
-    out.append(dict(benchmark="retrieval", metric=f"duckdb store, {n:,} rows x {len(C.model_features())} features",
+    out.append(dict(benchmark="retrieval",
+                    metric=f"duckdb store, {n:,} rows x {len(C.model_features())} features ({chunk:,}-row chunks)",
                     value=secs, unit="s"))
+    out.append(dict(benchmark="retrieval", metric=f"duckdb store, the first {min(n, chunk):,} rows",
+                    value=chunk_secs[0], unit="s"))
     out.append(dict(benchmark="retrieval", metric="duckdb store rows returned / requested",
-                    value=f"{len(df):,} / {n:,}", unit="", goal="all", ok=len(df) == n))
+                    value=f"{returned:,} / {n:,}", unit="", goal="all", ok=returned == n))
     cfg = repo_config("local", ws / "feast_file")
     cfg["offline_store"] = {"type": "file"}
     (ws / "feast_file").mkdir(exist_ok=True)
     file_store = FeatureStore(repo_path=str(ws / "feast_file"), config=RepoConfig(**cfg))
     apply(file_store, str(ws / "features"))
+    n_file = min(n, chunk)  # the file store loads everything into pandas: one chunk is enough to compare
     t0 = time.perf_counter()
     try:
-        df = historical_features(file_store, entity)
-        got = f"{len(df):,} / {n:,}"
+        df = historical_features(file_store, entity.iloc[:n_file])
+        got = f"{len(df):,} / {n_file:,}"
     except Exception as exc:  # the file store drops rows; our retrieval refuses to return fewer
         got = f"failed: {str(exc)[:60]}"
     secs = time.perf_counter() - t0
-    out.append(dict(benchmark="retrieval", metric=f"Feast file store, same {n:,} rows", value=secs, unit="s"))
+    out.append(dict(benchmark="retrieval", metric=f"Feast file store, the first {n_file:,} of those rows", value=secs, unit="s"))
     out.append(dict(benchmark="retrieval", metric="file store rows returned / requested", value=got, unit="",
                     goal="(it drops rows)"))
     return out
