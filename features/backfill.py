@@ -236,13 +236,11 @@ def customer_sql(until_us: int) -> list[str]:
 
 
 def _group_sql(table: str, key: str, metrics: tuple[C.GroupMetric, ...], features: list[tuple[str, C.GroupFeature]],
-               first_day: int, until_day: int, pivot_subjects: bool, all_subjects: bool = False) -> list[str]:
+               first_day: int, until_day: int, all_subjects: bool = False) -> list[str]:
     """Snapshots at every midnight d in (first_day, until_day] over the complete days [d - N, d).
 
-    ``pivot_subjects``: one row per day with a ``<feature>_<subject>`` column per subject (the
-    marketplace view); ``all_subjects``: one row per subject and day, every declared subject
-    (the subject view: the same values, long). Otherwise one row per group seen in the log."""
-    all_subjects = all_subjects or pivot_subjects
+    One row per group and day: every declared subject with ``all_subjects`` (the subject view),
+    otherwise every group seen in the log."""
     additive = [m for m in metrics if m.distinct is None]
     distinct = [m for m in metrics if m.distinct is not None]
     windows = sorted({f.days for _, f in features})
@@ -284,19 +282,20 @@ def _group_sql(table: str, key: str, metrics: tuple[C.GroupMetric, ...], feature
 
     # The grid starts on the first day so its data enters the windows; snapshots start a day later.
     base = f"SELECT w.grp, w.day, * EXCLUDE (grp, day) FROM {table}_win w {joins} WHERE w.day > {first_day}"
-    if not pivot_subjects:
-        cols = ", ".join(f"{value(f)} AS {_q(col)}" for col, f in features)
-        stmts.append(f"""CREATE OR REPLACE TEMP TABLE {table} AS
-            SELECT grp AS {_q(key)}, make_timestamp(day * {DAY_US})::TIMESTAMPTZ AS event_timestamp, {cols}
-            FROM ({base}) ORDER BY 1, 2""")
-    else:
-        cols = ", ".join(
-            f"MAX(CASE WHEN grp = '{s}' THEN {value(f)} END) AS {_q(col)}" for col, f, s in C.subject_columns())
-        stmts.append(f"""CREATE OR REPLACE TEMP TABLE {table} AS
-            SELECT '{C.MARKETPLACE_KEY}' AS {_q(key)}, make_timestamp(day * {DAY_US})::TIMESTAMPTZ AS event_timestamp,
-                   {cols}
-            FROM ({base}) GROUP BY day ORDER BY day""")
+    cols = ", ".join(f"{value(f)} AS {_q(col)}" for col, f in features)
+    stmts.append(f"""CREATE OR REPLACE TEMP TABLE {table} AS
+        SELECT grp AS {_q(key)}, make_timestamp(day * {DAY_US})::TIMESTAMPTZ AS event_timestamp, {cols}
+        FROM ({base}) ORDER BY 1, 2""")
     return stmts
+
+
+def _marketplace_sql() -> str:
+    """The marketplace view: the subject view pivoted to one wide row per day."""
+    cols = ", ".join(f"MAX(CASE WHEN subject = '{s}' THEN {_q(C.SUBJECT_FEATURE_PREFIX + f.name)} END) AS {_q(col)}"
+                     for col, f, s in C.subject_columns())
+    return f"""CREATE OR REPLACE TEMP TABLE {C.MARKETPLACE_VIEW} AS
+        SELECT '{C.MARKETPLACE_KEY}' AS marketplace_id, event_timestamp, {cols}
+        FROM {C.SUBJECT_VIEW} GROUP BY event_timestamp ORDER BY event_timestamp"""
 
 
 def connect(events_uri: str) -> duckdb.DuckDBPyConnection:
@@ -355,11 +354,10 @@ def run_backfill(events_uri: str, out_uri: str, until: datetime | None = None, p
     first_day, until_day = first_us // DAY_US, until_us // DAY_US
     steps = customer_sql(until_us)
     steps += _group_sql(C.TUTOR_VIEW, "tutor_id", C.TUTOR_METRICS, [(f.name, f) for f in C.TUTOR_FEATURES],
-                        first_day, until_day, pivot_subjects=False)
+                        first_day, until_day)
     steps += _group_sql(C.SUBJECT_VIEW, "subject", C.SUBJECT_METRICS, C.subject_view_columns(),
-                        first_day, until_day, pivot_subjects=False, all_subjects=True)
-    steps += _group_sql(C.MARKETPLACE_VIEW, "marketplace_id", C.SUBJECT_METRICS,
-                        [(c, f) for c, f, _ in C.subject_columns()], first_day, until_day, pivot_subjects=True)
+                        first_day, until_day, all_subjects=True)
+    steps.append(_marketplace_sql())
     for stmt in tqdm(steps, desc="backfill", unit="step", disable=not progress):
         con.execute(stmt)
     outputs = {
