@@ -6,12 +6,7 @@ import time
 from datetime import datetime, timezone
 
 from mhp import storage, workspace
-
-
-def _parse_time(value: str, field: str) -> datetime:
-    from mhp.cli import parse_utc_time
-
-    return parse_utc_time(value, field)
+from mhp.cli import parse_utc_time
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -46,7 +41,7 @@ def cmd_backfill(args) -> int:
     ws = workspace.from_args(args)
     if not storage.exists(ws.events):
         raise UsageError(f"--workspace: no event log at {ws.events}; run `mhp simulate --out {ws.root}` first")
-    until = _parse_time(args.until, "--until") if args.until else None
+    until = parse_utc_time(args.until, "--until") if args.until else None
     reports = ws.state / "reports"
     reports.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
@@ -97,7 +92,7 @@ def cmd_materialize(args) -> int:
     if unknown:
         raise UsageError(f"--views: unknown view(s) {unknown}; expected 'all', 'batch' or some of {known}")
     if args.until:
-        end = _parse_time(args.until, "--until")
+        end = parse_utc_time(args.until, "--until")
     else:
         # the end of the backfill: its latest daily snapshot
         table = storage.read_parquet(storage.join(ws.features, f"{C.MARKETPLACE_VIEW}.parquet"), columns=["event_timestamp"])

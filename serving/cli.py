@@ -6,6 +6,7 @@ import sys
 from datetime import datetime, timezone
 
 from mhp import workspace
+from mhp.cli import parse_utc_time
 
 
 def register(subparsers) -> None:
@@ -44,12 +45,6 @@ def register(subparsers) -> None:
                    help="target SageMakerVariantInvocationsPerInstance (per minute)")
     d.add_argument("--steps", default="0.1,0.5,1.0", help="rollout weights for the new variant")
     d.set_defaults(func=cmd_deploy)
-
-
-def _time(value: str, arg: str) -> datetime:
-    from mhp.cli import parse_utc_time
-
-    return parse_utc_time(value, arg)
 
 
 def cmd_serve(args) -> int:
@@ -94,7 +89,7 @@ def cmd_score(args) -> int:
         config = config.with_(endpoint_name=args.endpoint_name)
     if args.all and not args.at:
         raise UsageError("--at: required with --all (the batch's event time, e.g. 2025-03-01T00:00:00Z)")
-    at = _time(args.at, "--at") if args.at else datetime.now(timezone.utc)
+    at = parse_utc_time(args.at, "--at") if args.at else datetime.now(timezone.utc)
     store = open_store(ws.profile, ws.feast_state, None if ws.profile == "local" else ws.root)
     service = build_service(config, store, ws.state)
     if args.recover:
