@@ -445,42 +445,88 @@ def subject_view_columns() -> list[tuple[str, GroupFeature]]:
 # --------------------------------------------------------------------------- request-time features
 @dataclass(frozen=True)
 class OnDemand:
-    """Computed by a Feast on-demand view from stored features (and the request time)."""
+    """Computed at request time by a Feast on-demand view (``evaluate_on_demand``).
+
+    ``op``: ``days_since`` / ``whole_days_since`` (request time - a stored timestamp, in days),
+    ``per_day_change`` (inputs[0] / divisors[0] - inputs[1] / divisors[1]) or ``difference``
+    (inputs[0] - inputs[1]). A missing input gives null.
+    """
 
     name: str
     view: str
-    formula: str  # documentation; the implementation lives in feature_repo's on-demand views
+    op: str
     inputs: tuple[str, ...]
     category: str
+    divisors: tuple[int, ...] = ()
     dtype: str = "float64"
     nullable: bool = True
     kind: str = "numeric"
+
+    @property
+    def formula(self) -> str:
+        a = self.inputs[0]
+        if self.op == "days_since":
+            return f"(request time - {a}) in days"
+        if self.op == "whole_days_since":
+            return f"floor((request time - {a}) in days)"
+        b = self.inputs[1]
+        if self.op == "per_day_change":
+            return f"{a} / {self.divisors[0]} - {b} / {self.divisors[1]}"
+        return f"{a} - {b} (null if either is)"
 
 
 # The request time as integer microseconds since the epoch: Feast's online timestamp type would
 # truncate it to whole seconds and the time-since features would differ from offline.
 REQUEST_TIME_FIELD = "request_time_us"
 ON_DEMAND: tuple[OnDemand, ...] = (
-    OnDemand("days_since_last_session", RECENCY_VIEW, "(request time - last_session_ts) in days",
-             ("last_session_ts",), "recency"),
-    OnDemand("days_since_last_login", RECENCY_VIEW, "(request time - last_login_ts) in days",
-             ("last_login_ts",), "recency"),
-    OnDemand("days_since_last_payment", RECENCY_VIEW, "(request time - last_payment_ts) in days",
-             ("last_payment_ts",), "recency"),
-    OnDemand("days_since_last_ib_call", RECENCY_VIEW, "(request time - last_ib_call_ts) in days",
-             ("last_ib_call_ts",), "recency"),
-    OnDemand("days_since_signup", RECENCY_VIEW, "(request time - signup_ts) in days", ("signup_ts",), "recency"),
-    OnDemand("customer_tenure_days", RECENCY_VIEW, "floor((request time - signup_ts) in days)", ("signup_ts",),
-             "lifetime"),
-    OnDemand("session_velocity_change", TREND_VIEW, "session_count_7d / 7 - session_count_30d / 30",
-             ("session_count_7d", "session_count_30d"), "trend"),
-    OnDemand("rating_trend", TREND_VIEW, "avg_session_rating_7d - avg_session_rating_30d (null if either is)",
-             ("avg_session_rating_7d", "avg_session_rating_30d"), "trend"),
-    OnDemand("engagement_trend", TREND_VIEW, "login_count_7d - login_count_14d",
-             ("login_count_7d", "login_count_14d"), "trend"),
-    OnDemand("spend_acceleration", TREND_VIEW, "payment_amount_7d / 7 - payment_amount_30d / 30",
-             ("payment_amount_7d", "payment_amount_30d"), "trend"),
+    OnDemand("days_since_last_session", RECENCY_VIEW, "days_since", ("last_session_ts",), "recency"),
+    OnDemand("days_since_last_login", RECENCY_VIEW, "days_since", ("last_login_ts",), "recency"),
+    OnDemand("days_since_last_payment", RECENCY_VIEW, "days_since", ("last_payment_ts",), "recency"),
+    OnDemand("days_since_last_ib_call", RECENCY_VIEW, "days_since", ("last_ib_call_ts",), "recency"),
+    OnDemand("days_since_signup", RECENCY_VIEW, "days_since", ("signup_ts",), "recency"),
+    OnDemand("customer_tenure_days", RECENCY_VIEW, "whole_days_since", ("signup_ts",), "lifetime"),
+    OnDemand("session_velocity_change", TREND_VIEW, "per_day_change", ("session_count_7d", "session_count_30d"),
+             "trend", divisors=(7, 30)),
+    OnDemand("rating_trend", TREND_VIEW, "difference", ("avg_session_rating_7d", "avg_session_rating_30d"), "trend"),
+    OnDemand("engagement_trend", TREND_VIEW, "difference", ("login_count_7d", "login_count_14d"), "trend"),
+    OnDemand("spend_acceleration", TREND_VIEW, "per_day_change", ("payment_amount_7d", "payment_amount_30d"),
+             "trend", divisors=(7, 30)),
 )
+
+
+def evaluate_on_demand(view: str, inputs: dict) -> dict:
+    """The body of the on-demand view ``view``: dict of input lists in, dict of output lists out.
+
+    The same code runs for Feast's online and offline retrieval and for the fast online path;
+    float64 throughout, NaN where an input is missing.
+    """
+    nan = float("nan")
+
+    def us(v):  # integer microseconds since the epoch, or None (offline nulls may arrive as NaN)
+        return None if v is None or v != v else int(v)
+
+    def num(v):
+        return nan if v is None else float(v)
+
+    def days(now, then):  # (now - then) in ns as float64 / 1e9 / 86400: pandas' total_seconds path
+        return nan if now is None or then is None else float((now - then) * 1000) / 1e9 / 86400.0
+
+    out: dict[str, list] = {}
+    now = [us(v) for v in inputs[REQUEST_TIME_FIELD]] if REQUEST_TIME_FIELD in inputs else None
+    for f in ON_DEMAND:
+        if f.view != view:
+            continue
+        if f.op in ("days_since", "whole_days_since"):
+            col = [days(n, us(v)) for n, v in zip(now, inputs[f.inputs[0]])]
+            out[f.name] = col if f.op == "days_since" else [float(int(d // 1)) if d == d else d for d in col]
+        elif f.op == "per_day_change":
+            da, db = f.divisors
+            out[f.name] = [num(a) / da - num(b) / db for a, b in zip(inputs[f.inputs[0]], inputs[f.inputs[1]])]
+        elif f.op == "difference":
+            out[f.name] = [num(a) - num(b) for a, b in zip(inputs[f.inputs[0]], inputs[f.inputs[1]])]
+        else:  # pragma: no cover
+            raise ValueError(f"{f.name}: unknown on-demand op {f.op!r}")
+    return out
 
 
 # --------------------------------------------------------------------------- the model's input vector

@@ -64,39 +64,17 @@ def build(features_uri: str) -> dict[str, object]:
     trend_fields = [f for f in C.ON_DEMAND if f.view == C.TREND_VIEW]
 
     # Python mode (dict of lists in, dict of lists out): the same function serves Feast's online
-    # path, offline retrieval (Feast hands it the joined table as a dict of lists) and our own fast
-    # online path (features.retrieval), without building a pandas frame per request. The
-    # arithmetic mirrors the former pandas version operation for operation (float64 throughout,
-    # NaN where an input is missing), so the values did not change.
+    # path, offline retrieval and our fast online path without a pandas frame per request; the
+    # formulas are the catalog's declarations (features.catalog.evaluate_on_demand).
     @on_demand_feature_view(
         sources=[customer_view[[n for f in recency_fields for n in f.inputs]], request],
         schema=[Field(name=f.name, dtype=Float64) for f in recency_fields], mode="python",
         description="Time since last activity, computed from the request time (never the wall clock).",
     )
     def customer_recency(inputs: dict) -> dict:
-        nan = float("nan")  # on-demand functions are serialized: everything lives in the body
+        from features.catalog import RECENCY_VIEW, evaluate_on_demand  # serialized: import in the body
 
-        def us(v):  # integer microseconds since the epoch, or None (offline nulls may arrive as NaN)
-            return None if v is None or v != v else int(v)
-
-        def days(now, then):
-            # (now - then) in ns as float64 / 1e9 / 86400: exactly pandas' Timedelta.total_seconds path
-            return nan if now is None or then is None else float((now - then) * 1000) / 1e9 / 86400.0
-
-        now = [us(v) for v in inputs["request_time_us"]]
-
-        def days_since(col):
-            return [days(n, us(v)) for n, v in zip(now, inputs[col])]
-
-        signup = days_since("signup_ts")
-        return {
-            "days_since_last_session": days_since("last_session_ts"),
-            "days_since_last_login": days_since("last_login_ts"),
-            "days_since_last_payment": days_since("last_payment_ts"),
-            "days_since_last_ib_call": days_since("last_ib_call_ts"),
-            "days_since_signup": signup,
-            "customer_tenure_days": [float(int(d // 1)) if d == d else d for d in signup],
-        }
+        return evaluate_on_demand(RECENCY_VIEW, inputs)
 
     @on_demand_feature_view(
         sources=[customer_view[sorted({n for f in trend_fields for n in f.inputs})]],
@@ -104,21 +82,9 @@ def build(features_uri: str) -> dict[str, object]:
         description="Short- versus long-window changes of the customer's behaviour.",
     )
     def customer_trends(inputs: dict) -> dict:
-        nan = float("nan")
+        from features.catalog import TREND_VIEW, evaluate_on_demand
 
-        def col(name):  # float64; a missing value is NaN and propagates
-            return [nan if v is None else float(v) for v in inputs[name]]
-
-        s7, s30 = col("session_count_7d"), col("session_count_30d")
-        r7, r30 = col("avg_session_rating_7d"), col("avg_session_rating_30d")
-        l7, l14 = col("login_count_7d"), col("login_count_14d")
-        p7, p30 = col("payment_amount_7d"), col("payment_amount_30d")
-        return {
-            "session_velocity_change": [a / 7 - b / 30 for a, b in zip(s7, s30)],
-            "rating_trend": [a - b for a, b in zip(r7, r30)],
-            "engagement_trend": [a - b for a, b in zip(l7, l14)],
-            "spend_acceleration": [a / 7 - b / 30 for a, b in zip(p7, p30)],
-        }
+        return evaluate_on_demand(TREND_VIEW, inputs)
 
     model_customer = [m["name"] for m in C.model_features() if m["view"] == C.CUSTOMER_VIEW]
     service = FeatureService(
