@@ -52,7 +52,7 @@ def _metric_sql(m: C.Metric) -> str:
 
 
 def _value(metric: str, raw: str) -> str:
-    """A metric's accumulated integer in its own unit (state._value divides the same way)."""
+    """A metric's accumulated integer in its own unit (the generated state.snapshot divides the same way)."""
     scale = C.METRIC_BY_NAME[metric].scale
     return raw if scale == 1 else f"({raw} / {float(scale)!r})"
 

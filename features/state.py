@@ -165,29 +165,44 @@ def advance(state: dict, ts_us: int) -> None:
                 del m[k]
 
 
-def needs_tick(state: dict, midnight_us: int) -> bool:
-    """Whether a day-boundary tick at ``midnight_us`` can still change a window feature.
+# The ages (days after a tile's day, or a distinct entry's day) at which that day leaves a window.
+_TILE_AGES = frozenset(f.days for f in C.CUSTOMER_FEATURES if isinstance(f, (C.WindowSum, C.WindowRatio)))
+TICK_AGES = _TILE_AGES | frozenset(days for _, days in _DISTINCT_DAYS)
 
-    True from the day after the customer's first event until MAX_WINDOW_DAYS after the last
-    one: exactly the midnights at which the backfill writes a snapshot.
-    """
-    if state["watermark"] is None or (state["clock"] is not None and midnight_us <= state["clock"]):
+
+def _change_days(state: dict):
+    """The days at whose midnight some day of this state leaves a window: the only midnights at
+    which the feature row changes without an event (``advance`` is a pure function of the clock)."""
+    for d in state["tiles"]:
+        d = int(d)
+        for a in _TILE_AGES:
+            yield d + a
+    for name, days in _DISTINCT_DAYS:
+        for d in state["distinct"].get(name, {}).values():
+            yield d + days
+
+
+def needs_tick(state: dict, midnight_us: int) -> bool:
+    """Whether a day tick at ``midnight_us`` changes the feature row: it is after the clock and a
+    day with a tile or a distinct entry leaves a window there. Other ticks are no-ops, so the row's
+    clock (its event_timestamp online) is the last such midnight whichever ticks were sent."""
+    clock = state["clock"]
+    if clock is None or midnight_us <= clock or midnight_us % DAY_US:
         return False
-    return day_of(state["watermark"][0]) >= day_of(midnight_us) - C.MAX_WINDOW_DAYS
+    day = midnight_us // DAY_US
+    return any(d == day for d in _change_days(state))
 
 
 def last_tick_before(state: dict, horizon_us: int) -> int | None:
-    """The latest midnight <= ``horizon_us`` at which a day tick still changes this state, or None.
-
-    Ticks are applied only while ``needs_tick`` holds (up to MAX_WINDOW_DAYS after the last
-    event), so a state that was ticked to ``horizon_us`` has its clock there, or at the last
-    midnight before it that still mattered.
-    """
-    wm = state["watermark"]
-    if wm is None:
+    """The latest midnight in (clock, ``horizon_us``] at which a day tick changes this state, or None."""
+    clock = state["clock"]
+    if clock is None:
         return None
-    m = min(horizon_us // DAY_US, wm[0] // DAY_US + C.MAX_WINDOW_DAYS) * DAY_US
-    return m if needs_tick(state, m) else None
+    lo, hi = clock // DAY_US, horizon_us // DAY_US
+    if hi <= lo:
+        return None
+    best = max((d for d in _change_days(state) if lo < d <= hi), default=None)
+    return None if best is None else best * DAY_US
 
 
 def catch_up(state: dict, horizon_us: int | None) -> bool:
@@ -201,27 +216,6 @@ def catch_up(state: dict, horizon_us: int | None) -> bool:
         return False
     advance(state, m)
     return True
-
-
-def _window_sum(state: dict, metric: str, days: int, today: int):
-    i = _METRIC_INDEX[metric]
-    tiles = state["tiles"]
-    total = 0
-    for d in range(today - (days - 1), today + 1):
-        t = tiles.get(str(d))
-        if t is not None:
-            total += t[i]
-    return total
-
-
-def _value(metric: str, raw: int):
-    """A metric's accumulated integer in its own unit (both engines divide the same way)."""
-    scale = C.METRIC_BY_NAME[metric].scale
-    return raw if scale == 1 else raw / scale
-
-
-def _ratio(num, den):
-    return float(num) / float(den) if den else None
 
 
 # snapshot plan: one entry per feature, in catalog order
@@ -268,66 +262,70 @@ def window_sums(state: dict, today: int) -> list[list[int]]:
     """For each window of ``_WIN_DAYS`` (ascending), the per-metric sums of its tiles (exact integers:
     the order of the additions does not matter). Each tile is added once, to the narrowest window
     holding it; wider windows then add the narrower ones' sums."""
-    sums = [[0] * _N_METRICS for _ in _WIN_DAYS]
+    buckets: list[list] = [[] for _ in _WIN_DAYS]
     for d, tile in state["tiles"].items():
         age = today - int(d)
         if age < 0:
             continue
         for j, w in enumerate(_WIN_DAYS):
             if age < w:
-                acc = sums[j]
-                for i, v in enumerate(tile):
-                    if v:
-                        acc[i] += v
+                buckets[j].append(tile)
                 break
-    for j in range(1, len(sums)):
-        prev, acc = sums[j - 1], sums[j]
-        for i in range(_N_METRICS):
-            acc[i] += prev[i]
+    sums, acc = [], [0] * _N_METRICS
+    for tiles in buckets:
+        if tiles:
+            acc = [a + b for a, b in zip(acc, map(sum, zip(*tiles)))]
+        sums.append(acc)
     return sums
 
 
-def snapshot(state: dict) -> dict[str, Any]:
-    """Every customer-view feature as of ``state['clock']``."""
-    today = day_of(state["clock"])
-    totals = state["totals"]
-    ws = window_sums(state, today)
-    out: dict[str, Any] = {}
+def _scaled(expr: str, scale: int) -> str:
+    return expr if scale == 1 else f"{expr} / {scale}"
+
+
+def _snapshot_source() -> str:
+    """The body of ``snapshot``, one line per feature, generated from the catalog's declarations
+    (``_SNAPSHOT``): the same arithmetic as the backfill, without a per-feature dispatch at run time."""
+    lines = []
     for kind, name, a in _SNAPSHOT:
         if kind == _WSUM:
             j, i, sc, per_day, is_int = a
-            raw = ws[j][i]
-            v = raw if sc == 1 else raw / sc
-            out[name] = v / per_day if per_day else (int(v) if is_int else float(v))
+            v = _scaled(f"ws[{j}][{i}]", sc)
+            expr = f"{v} / {per_day}" if per_day else (f"int({v})" if is_int else f"float({v})")
         elif kind == _WRATIO:
             j, i, sc, k, sk = a
-            num, den = ws[j][i], ws[j][k]
-            num = num if sc == 1 else num / sc
-            den = den if sk == 1 else den / sk
-            out[name] = float(num) / float(den) if den else None
+            expr = f"float({_scaled(f'ws[{j}][{i}]', sc)}) / float({_scaled(f'ws[{j}][{k}]', sk)}) if ws[{j}][{k}] else None"
         elif kind == _LSUM:
             i, sc, is_int = a
-            v = totals[i] if sc == 1 else totals[i] / sc
-            out[name] = int(v) if is_int else float(v)
+            v = _scaled(f"totals[{i}]", sc)
+            expr = f"int({v})" if is_int else f"float({v})"
         elif kind == _LRATIO:
             i, sc, k, sk = a
-            num = totals[i] if sc == 1 else totals[i] / sc
-            den = totals[k] if sk == 1 else totals[k] / sk
-            out[name] = float(num) / float(den) if den else None
+            expr = f"float({_scaled(f'totals[{i}]', sc)}) / float({_scaled(f'totals[{k}]', sk)}) if totals[{k}] else None"
         elif kind == _SFIRST:
-            v = state["first"].get(name)
-            out[name] = None if v is None else bool(v > a)
+            expr = f"None if (v := first.get({name!r})) is None else bool(v > {a!r})"
         elif kind == _SLATEST:
-            out[name] = state["latest"].get(name)
+            expr = f"latest.get({name!r})"
         elif kind == _SLAST:
-            out[name] = state["last_seen"].get(name)
+            expr = f"last_seen.get({name!r})"
         elif kind == _SPKEY:
-            out[name] = state["primary"].get(name, {}).get("key")
+            expr = f"primary.get({name!r}, {{}}).get('key')"
         elif kind == _SPSHARE:
-            primary, i = a
-            top = state["primary"].get(primary, {}).get("top", 0)
-            out[name] = _ratio(top, totals[i])
+            p, i = a
+            expr = f"float(primary.get({p!r}, {{}}).get('top', 0)) / float(totals[{i}]) if totals[{i}] else None"
         else:  # _SDISTINCT
-            keep_from = today - (a - 1)
-            out[name] = sum(1 for d in state["distinct"].get(name, {}).values() if d >= keep_from)
-    return out
+            expr = f"sum(1 for d in distinct.get({name!r}, {{}}).values() if d >= today - {a - 1})"
+        lines.append(f"        {name!r}: {expr},")
+    return "\n".join([
+        "def snapshot(state):",
+        "    today = state['clock'] // DAY_US",
+        "    totals, first, latest = state['totals'], state['first'], state['latest']",
+        "    last_seen, primary, distinct = state['last_seen'], state['primary'], state['distinct']",
+        "    ws = window_sums(state, today)",
+        "    return {", *lines, "    }"])
+
+
+_namespace = {"DAY_US": DAY_US, "window_sums": window_sums}
+exec(compile(_snapshot_source(), "<features.state.snapshot>", "exec"), _namespace)
+snapshot = _namespace["snapshot"]
+snapshot.__doc__ = """Every customer-view feature as of ``state['clock']`` (generated: ``_snapshot_source``)."""

@@ -43,8 +43,9 @@ from .contract import CATEGORIES, CHANNELS, REGIONS, SUBJECTS, TIERS
 RECENT_IDS = 16
 CHECKPOINT_PREFIX = "#checkpoint:"
 HORIZON_PREFIX = "#ticks:"       # per-shard tick horizon (latest day-tick midnight processed)
-FORMAT = 2                       # body format (1: zlib(JSON dict), no leading format byte)
-_RAW, _ZLIB = b"\x02", b"\x04"  # body = format byte + compact JSON, or + raw deflate(compact JSON, _ZDICT)
+FORMAT = 3                       # body format (1: zlib(JSON dict), no leading format byte; 2: sparse tiles)
+_RAW, _ZLIB = b"\x03", b"\x05"  # body = format byte + compact JSON, or + raw deflate(compact JSON, _ZDICT)
+_RAW2, _ZLIB2 = b"\x02", b"\x04"   # format 2, still read
 # A preset deflate dictionary (part of the format: never change it without a new format byte): the
 # contract's categorical values and the body's common fragments. Small bodies (a few hundred bytes)
 # compress ~10% better with it; raw deflate drops zlib's 6 header/checksum bytes.
@@ -92,18 +93,15 @@ def _digests(recent: list) -> bytes:
 
 
 def encode(item: Item) -> bytes:
-    """The compact body: sparse tiles (only non-zero metrics, days relative to the clock's day),
+    """The compact body: tiles (days relative to the clock's day),
     feature names as indices, timestamps relative to the clock, 4-byte id digests; JSON without
     spaces, deflated (preset dictionary) only when that is smaller."""
     st = item.state
     clock = st["clock"]
     base = 0 if clock is None else clock // S.DAY_US
     cl = 0 if clock is None else clock
-    tiles = []
-    for d, tile in st["tiles"].items():
-        nz = [x for i, v in enumerate(tile) if v for x in (i, v)]
-        if nz:
-            tiles.append([base - int(d), *nz])
+    # dense tiles: deflate squeezes their zeros smaller than a sparse index/value list, and faster
+    tiles = [[base - int(d), *tile] for d, tile in st["tiles"].items()]
     wm = st["watermark"]
     body = [
         clock, None if wm is None else [cl - wm[0], wm[1]], tiles,
@@ -125,20 +123,22 @@ def encode(item: Item) -> bytes:
 def decode(customer_id: str, version: int, blob: bytes) -> Item:
     blob = bytes(blob)
     head = blob[:1]
-    if head not in (_RAW, _ZLIB):       # format 1 (zlib of a JSON dict)
+    if head not in (_RAW, _ZLIB, _RAW2, _ZLIB2):       # format 1 (zlib of a JSON dict)
         body = json.loads(zlib.decompress(blob))
         return Item(customer_id, version, body["s"], body["q"], [id_digest(x) for x in body["r"]], body["p"])
-    raw = blob[1:] if head == _RAW else _inflate(blob[1:])
+    raw = blob[1:] if head in (_RAW, _RAW2) else _inflate(blob[1:])
     clock, wm, tiles, totals, first, latest, last_seen, primary, distinct, seq, recent, pushed = json.loads(raw)
     base = 0 if clock is None else clock // S.DAY_US
     cl = 0 if clock is None else clock
-    n = len(C.METRICS)
-    dense = {}
-    for t in tiles:
-        tile = [0] * n
-        for j in range(1, len(t), 2):
-            tile[t[j]] = t[j + 1]
-        dense[str(base - t[0])] = tile
+    if head in (_RAW, _ZLIB):
+        dense = {str(base - t[0]): t[1:] for t in tiles}
+    else:                               # format 2: [day, index, value, index, value, ...]
+        dense = {}
+        for t in tiles:
+            tile = [0] * len(C.METRICS)
+            for j in range(1, len(t), 2):
+                tile[t[j]] = t[j + 1]
+            dense[str(base - t[0])] = tile
     st = {
         "clock": clock,
         "watermark": None if wm is None else [cl - wm[0], wm[1]],

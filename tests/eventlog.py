@@ -9,6 +9,7 @@ from datetime import datetime, timedelta, timezone
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from features import catalog as C
 from features import state as S
 from ingestion.contract import EVENT_LOG_SCHEMA, format_timestamp, parse_event
 
@@ -54,6 +55,13 @@ def write_log(events, root) -> str:
     return str(root)
 
 
+def _backfill_midnight(st: dict, midnight: int) -> bool:
+    """The backfill writes a row at every midnight after the first event until MAX_WINDOW_DAYS after
+    the last one (online, only the ticks that change the row are sent: ``S.needs_tick``)."""
+    return (st["clock"] is not None and midnight > st["clock"]
+            and S.day_of(st["watermark"][0]) >= S.day_of(midnight) - C.MAX_WINDOW_DAYS)
+
+
 def replay(events, until: datetime) -> dict[str, dict[int, dict]]:
     """customer -> {instant_us: snapshot}, driving the incremental engine as the stream does."""
     out: dict[str, dict[int, dict]] = {}
@@ -65,7 +73,7 @@ def replay(events, until: datetime) -> dict[str, dict[int, dict]]:
     for cid, evs in by_c.items():
         st, snaps, i = S.new_state(), {}, 0
         midnight = (us(evs[0].timestamp) // S.DAY_US + 1) * S.DAY_US
-        while i < len(evs) or S.needs_tick(st, midnight):
+        while i < len(evs) or _backfill_midnight(st, midnight):
             t_ev = us(evs[i].timestamp) if i < len(evs) else None
             if t_ev is not None and t_ev < midnight:
                 while i < len(evs) and us(evs[i].timestamp) == t_ev:
@@ -75,7 +83,7 @@ def replay(events, until: datetime) -> dict[str, dict[int, dict]]:
             else:
                 if midnight > until_us:
                     break
-                if S.needs_tick(st, midnight):
+                if _backfill_midnight(st, midnight):
                     S.advance(st, midnight)
                     snaps[midnight] = S.snapshot(st)
                 midnight += S.DAY_US

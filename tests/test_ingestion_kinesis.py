@@ -47,8 +47,10 @@ def test_poller_with_dynamodb_state_and_sqs_dead_letters(moto_endpoint):
     assert KinesisPoller(ing, kin, "events", store).poll() == 1
     assert ing.totals["applied"] == 7 and ing.totals["duplicates"] == 0
 
-    # the scheduled job: ticks for live customers at a midnight, through the same stream
-    m = to_us(ts("2025-01-12T00:00:00Z"))
+    # the scheduled job: ticks through the same stream for the customers whose row changes at a
+    # midnight: on 01-09 the events of 01-02 leave the 7-day windows; on 01-12 nothing leaves a window
+    assert enqueue_day_ticks(kin, "events", store, to_us(ts("2025-01-12T00:00:00Z"))) == 0
+    m = to_us(ts("2025-01-09T00:00:00Z"))
     assert enqueue_day_ticks(kin, "events", store, m) == 3
     poller = KinesisPoller(ing, kin, "events", store)
     poller.poll()
@@ -61,7 +63,8 @@ def test_poller_with_dynamodb_state_and_sqs_dead_letters(moto_endpoint):
     for k in store.get_tick_horizons(keys):
         states.update(current_states(store, ["c1", "c2", "c3"], k))
     assert all(st["clock"] == m for st in states.values()) and len(states) == 3
-    assert ing.pusher.table["c1"][1]["login_count_7d"] == 0 and ing.pusher.table["c1"][1]["login_count_14d"] == 2
+    assert ing.pusher.table["c2"][1]["login_count_7d"] == 0 and ing.pusher.table["c2"][1]["login_count_14d"] == 1
+    assert ing.pusher.table["c1"][1]["login_count_7d"] == 1 and ing.pusher.table["c1"][1]["login_count_14d"] == 2
     assert enqueue_day_ticks(kin, "events", store, to_us(ts("2025-03-01T00:00:00Z"))) == 0   # windows are dead
 
 
