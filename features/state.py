@@ -152,6 +152,8 @@ def advance(state: dict, ts_us: int) -> None:
         return
     state["clock"] = ts_us
     today = ts_us // DAY_US
+    if clock is not None and clock // DAY_US == today:
+        return              # the same day: nothing left a window
     oldest = today - (C.MAX_WINDOW_DAYS - 1)
     tiles = state["tiles"]
     for d in [d for d in tiles if int(d) < oldest]:
@@ -166,20 +168,23 @@ def advance(state: dict, ts_us: int) -> None:
 
 
 # The ages (days after a tile's day, or a distinct entry's day) at which that day leaves a window.
-_TILE_AGES = frozenset(f.days for f in C.CUSTOMER_FEATURES if isinstance(f, (C.WindowSum, C.WindowRatio)))
-TICK_AGES = _TILE_AGES | frozenset(days for _, days in _DISTINCT_DAYS)
+_TILE_AGES = tuple(sorted({f.days for f in C.CUSTOMER_FEATURES if isinstance(f, (C.WindowSum, C.WindowRatio))}))
+TICK_AGES = frozenset(_TILE_AGES) | frozenset(days for _, days in _DISTINCT_DAYS)
+assert max(TICK_AGES) <= C.MAX_WINDOW_DAYS
 
 
-def _change_days(state: dict):
-    """The days at whose midnight some day of this state leaves a window: the only midnights at
-    which the feature row changes without an event (``advance`` is a pure function of the clock)."""
-    for d in state["tiles"]:
-        d = int(d)
-        for a in _TILE_AGES:
-            yield d + a
+def _changes_on(state: dict, day: int) -> bool:
+    """Whether some day of this state (a tile or a distinct entry) leaves a window at ``day``'s
+    midnight: the only midnights at which the feature row changes without an event."""
+    tiles = state["tiles"]
+    for a in _TILE_AGES:
+        if str(day - a) in tiles:
+            return True
     for name, days in _DISTINCT_DAYS:
-        for d in state["distinct"].get(name, {}).values():
-            yield d + days
+        m = state["distinct"].get(name)
+        if m and day - days in m.values():
+            return True
+    return False
 
 
 def needs_tick(state: dict, midnight_us: int) -> bool:
@@ -189,8 +194,7 @@ def needs_tick(state: dict, midnight_us: int) -> bool:
     clock = state["clock"]
     if clock is None or midnight_us <= clock or midnight_us % DAY_US:
         return False
-    day = midnight_us // DAY_US
-    return any(d == day for d in _change_days(state))
+    return _changes_on(state, midnight_us // DAY_US)
 
 
 def last_tick_before(state: dict, horizon_us: int) -> int | None:
@@ -198,11 +202,12 @@ def last_tick_before(state: dict, horizon_us: int) -> int | None:
     clock = state["clock"]
     if clock is None:
         return None
-    lo, hi = clock // DAY_US, horizon_us // DAY_US
-    if hi <= lo:
-        return None
-    best = max((d for d in _change_days(state) if lo < d <= hi), default=None)
-    return None if best is None else best * DAY_US
+    lo = clock // DAY_US
+    # every day of the state is <= lo, so nothing leaves a window after lo + MAX_WINDOW_DAYS
+    for day in range(min(horizon_us // DAY_US, lo + C.MAX_WINDOW_DAYS), lo, -1):
+        if _changes_on(state, day):
+            return day * DAY_US
+    return None
 
 
 def catch_up(state: dict, horizon_us: int | None) -> bool:
@@ -271,11 +276,10 @@ def window_sums(state: dict, today: int) -> list[list[int]]:
             if age < w:
                 buckets[j].append(tile)
                 break
-    sums, acc = [], [0] * _N_METRICS
+    sums, held = [], []
     for tiles in buckets:
-        if tiles:
-            acc = [a + b for a, b in zip(acc, map(sum, zip(*tiles)))]
-        sums.append(acc)
+        held += tiles           # a window holds the narrower windows' tiles too
+        sums.append(list(map(sum, zip(*held))) if held else [0] * _N_METRICS)
     return sums
 
 

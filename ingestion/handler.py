@@ -190,14 +190,14 @@ class Ingester:
                 attempt_out: dict[str, engine.Outcome] = {}
                 to_push: list[Item] = []
                 to_save: list[Item] = []
+                unsaved: list[Item] = []
                 for cid in pending:
                     item = items.get(cid) or Item(cid)
                     out = engine.apply_records(item, [d for _, d in by_customer[cid]], horizons.get(shard_of[cid]))
                     attempt_out[cid] = out
                     if out.changed or engine.needs_push(item):
                         to_push.append(item)
-                    if out.must_save:
-                        to_save.append(item)
+                    (to_save if out.must_save else unsaved).append(item)
                 snapshot = S.snapshot
                 rows = [(it.customer_id, it.state["clock"], snapshot(it.state)) for it in to_push]
                 if rows:
@@ -205,10 +205,11 @@ class Ingester:
                     inv["pushes"] += 1
                     inv["pushed_rows"] += len(rows)
                 self.stage_hook("after_push")
-                for it in to_save:
+                for it in to_push:
                     it.pushed_clock = it.state["clock"]
                 conflicts = self.store.save_many(to_save) if to_save else set()
                 self.stage_hook("after_save")
+                self.store.release([it for it in unsaved if it.version])
             except Exception as exc:  # noqa: BLE001 - store/push failure: every pending customer is retried
                 logger.exception("state store or push failed", extra={"customers": len(pending)})
                 for cid in pending:

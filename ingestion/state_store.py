@@ -164,6 +164,11 @@ class StateStore(Protocol):
         """Write each item if its stored version is still ``item.version`` (then bump it).
         Returns the customer ids that conflicted (nothing written for them)."""
 
+    def release(self, items: list[Item]) -> None:
+        """Hand back loaded items that were not saved: their only changes are day ticks (lazy: a
+        load catches the stored item up to them anyway) and ``pushed_clock``. A store may keep
+        them to skip the next decode."""
+
     def get_checkpoint(self, stream: str, shard: str) -> str | None: ...
 
     def put_checkpoint(self, stream: str, shard: str, sequence_number: str) -> None: ...
@@ -180,9 +185,16 @@ class StateStore(Protocol):
 
 # --------------------------------------------------------------------------- SQLite
 class SQLiteStateStore:
-    """Embedded store: one SQLite file (WAL); each instance has its own connection."""
+    """Embedded store: one SQLite file (WAL); each instance has its own connection.
 
-    def __init__(self, path: str | os.PathLike, timeout: float = 30.0):
+    The items this instance last saved or had released are kept decoded (up to ``cache_items``),
+    so reloading them costs no decode: a load reads the versions first and takes a kept item only
+    if its version is the stored one (no other writer since), handing it out (it leaves the cache:
+    the caller mutates it) until it is saved or released again. Anything else is read and decoded
+    from the table.
+    """
+
+    def __init__(self, path: str | os.PathLike, timeout: float = 30.0, cache_items: int = 200_000):
         Path(path).parent.mkdir(parents=True, exist_ok=True)
         self.path = str(path)
         self._lock = threading.Lock()
@@ -194,6 +206,8 @@ class SQLiteStateStore:
         self.con.execute("CREATE TABLE IF NOT EXISTS checkpoints (shard TEXT PRIMARY KEY, seq TEXT NOT NULL)")
         self.bytes_written = 0
         self.writes = 0
+        self.cache_items = cache_items
+        self._cache: dict[str, Item] = {}     # customer_id -> the item as last saved
 
     def load_many(self, customer_ids: Iterable[str]) -> dict[str, Item]:
         ids = list(customer_ids)
@@ -201,9 +215,19 @@ class SQLiteStateStore:
         with self._lock:
             for i in range(0, len(ids), 500):
                 chunk = ids[i:i + 500]
-                q = f"SELECT customer_id, version, body FROM customer_state WHERE customer_id IN ({','.join('?' * len(chunk))})"
-                for cid, version, body in self.con.execute(q, chunk):
-                    out[cid] = decode(cid, version, body)
+                stale = []
+                for cid, version in self.con.execute(
+                        f"SELECT customer_id, version FROM customer_state WHERE customer_id IN ({','.join('?' * len(chunk))})",
+                        chunk):
+                    kept = self._cache.pop(cid, None)
+                    if kept is not None and kept.version == version:
+                        out[cid] = kept
+                    else:
+                        stale.append(cid)
+                if stale:
+                    q = f"SELECT customer_id, version, body FROM customer_state WHERE customer_id IN ({','.join('?' * len(stale))})"
+                    for cid, version, body in self.con.execute(q, stale):
+                        out[cid] = decode(cid, version, body)
         return out
 
     def save_many(self, items: list[Item]) -> set[str]:
@@ -222,7 +246,6 @@ class SQLiteStateStore:
                                     "WHERE customer_id = ? AND version = ?",
                                     (it.tick_until, blob, it.customer_id, it.version))
                     if cur.rowcount == 1:
-                        it.version += 1
                         self.bytes_written += len(blob)
                         self.writes += 1
                     else:
@@ -231,7 +254,21 @@ class SQLiteStateStore:
             except BaseException:
                 cur.execute("ROLLBACK")
                 raise
+            for it in items:      # only once committed: the new versions, kept decoded
+                if it.customer_id not in conflicts:
+                    it.version += 1
+                    self._keep(it)
         return conflicts
+
+    def release(self, items: list[Item]) -> None:
+        with self._lock:
+            for it in items:
+                self._keep(it)
+
+    def _keep(self, item: Item) -> None:
+        if len(self._cache) >= self.cache_items:
+            del self._cache[next(iter(self._cache))]     # the oldest entry
+        self._cache[item.customer_id] = item
 
     def get_checkpoint(self, stream: str, shard: str) -> str | None:
         with self._lock:
@@ -345,6 +382,9 @@ class DynamoDBStateStore:
             else:
                 conflicts.add(it.customer_id)
         return conflicts
+
+    def release(self, items: list[Item]) -> None:
+        """Nothing kept: a Lambda invocation reads its items fresh."""
 
     def get_checkpoint(self, stream: str, shard: str) -> str | None:
         resp = self.ddb.get_item(TableName=self.table, ConsistentRead=True,
