@@ -45,6 +45,7 @@ def new_state() -> dict[str, Any]:
         "last_seen": {},        # feature -> ts_us
         "primary": {},          # feature -> {"counts": {key: n}, "key": k, "top": n}
         "distinct": {},         # feature -> {key: last day}
+        "wsums": [[0] * _N_METRICS for _ in _WIN_DAYS],   # derived: window_sums at the clock's day
     }
 
 
@@ -103,6 +104,8 @@ def apply_event(state: dict, record: Mapping[str, Any], ts_us: int, event_id: st
         day = ts_us // DAY_US
         tile = None
         totals = state["totals"]
+        age = state["clock"] // DAY_US - day        # > 0 for an event older than a tick already applied
+        held_by = [ws for w, ws in zip(_WIN_DAYS, state["wsums"]) if age < w]
         for i, field, scale, any_per_day, conds in metrics:
             if conds and not _all(conds, record):
                 continue
@@ -116,12 +119,14 @@ def apply_event(state: dict, record: Mapping[str, Any], ts_us: int, event_id: st
             if tile is None:
                 tile = state["tiles"].setdefault(str(day), [0] * _N_METRICS)
             if any_per_day:
-                if tile[i] == 0:
-                    tile[i] = 1
-                    totals[i] += 1
+                if tile[i]:
+                    continue
+                tile[i] = v = 1
             else:
                 tile[i] += v
-                totals[i] += v
+            totals[i] += v
+            for ws in held_by:
+                ws[i] += v
         for kind, name, field, conds in feats:
             if conds and not _all(conds, record):
                 continue
@@ -146,16 +151,28 @@ def apply_event(state: dict, record: Mapping[str, Any], ts_us: int, event_id: st
 
 
 def advance(state: dict, ts_us: int) -> None:
-    """Move the clock forward (a day tick or an event) and drop tiles that left every window."""
+    """Move the clock forward (a day tick or an event): take the tiles that left a window out of
+    its sums and drop the tiles that left every window."""
     clock = state["clock"]
     if clock is not None and ts_us <= clock:
         return
     state["clock"] = ts_us
     today = ts_us // DAY_US
-    if clock is not None and clock // DAY_US == today:
+    if clock is None:
+        return
+    before = clock // DAY_US
+    if before == today:
         return              # the same day: nothing left a window
-    oldest = today - (C.MAX_WINDOW_DAYS - 1)
     tiles = state["tiles"]
+    wsums = state["wsums"]
+    for d, tile in tiles.items():       # take the tiles that leave a window out of its sums
+        d = int(d)
+        for w, ws in zip(_WIN_DAYS, wsums):
+            if before - d < w <= today - d:
+                for i, v in enumerate(tile):
+                    if v:
+                        ws[i] -= v
+    oldest = today - (C.MAX_WINDOW_DAYS - 1)
     for d in [d for d in tiles if int(d) < oldest]:
         del tiles[d]
     distinct = state["distinct"]
@@ -265,8 +282,8 @@ _SNAPSHOT = _compile_snapshot()
 
 def window_sums(state: dict, today: int) -> list[list[int]]:
     """For each window of ``_WIN_DAYS`` (ascending), the per-metric sums of its tiles (exact integers:
-    the order of the additions does not matter). Each tile is added once, to the narrowest window
-    holding it; wider windows then add the narrower ones' sums."""
+    the order of the additions does not matter). ``state["wsums"]`` keeps them at the clock's day
+    incrementally; this recomputes them (a decoded state)."""
     buckets: list[list] = [[] for _ in _WIN_DAYS]
     for d, tile in state["tiles"].items():
         age = today - int(d)
@@ -281,6 +298,14 @@ def window_sums(state: dict, today: int) -> list[list[int]]:
         held += tiles           # a window holds the narrower windows' tiles too
         sums.append(list(map(sum, zip(*held))) if held else [0] * _N_METRICS)
     return sums
+
+
+def with_window_sums(state: dict) -> dict:
+    """A state read back from storage (which keeps only the tiles) with its derived window sums."""
+    clock = state["clock"]
+    state["wsums"] = (window_sums(state, clock // DAY_US) if clock is not None
+                      else [[0] * _N_METRICS for _ in _WIN_DAYS])
+    return state
 
 
 def _scaled(expr: str, scale: int) -> str:
@@ -325,11 +350,11 @@ def _snapshot_source() -> str:
         "    today = state['clock'] // DAY_US",
         "    totals, first, latest = state['totals'], state['first'], state['latest']",
         "    last_seen, primary, distinct = state['last_seen'], state['primary'], state['distinct']",
-        "    ws = window_sums(state, today)",
+        "    ws = state['wsums']",
         "    return {", *lines, "    }"])
 
 
-_namespace = {"DAY_US": DAY_US, "window_sums": window_sums}
+_namespace = {"DAY_US": DAY_US}
 exec(compile(_snapshot_source(), "<features.state.snapshot>", "exec"), _namespace)
 snapshot = _namespace["snapshot"]
 snapshot.__doc__ = """Every customer-view feature as of ``state['clock']`` (generated: ``_snapshot_source``)."""

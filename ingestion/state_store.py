@@ -29,6 +29,7 @@ import base64
 import json
 import os
 import sqlite3
+import struct
 import threading
 import zlib
 from dataclasses import dataclass, field
@@ -89,7 +90,7 @@ class Item:
 
 
 def _digests(recent: list) -> bytes:
-    return b"".join((x if isinstance(x, int) else id_digest(x)).to_bytes(4, "big") for x in recent)
+    return struct.pack(f">{len(recent)}I", *recent)
 
 
 def encode(item: Item) -> bytes:
@@ -125,7 +126,8 @@ def decode(customer_id: str, version: int, blob: bytes) -> Item:
     head = blob[:1]
     if head not in (_RAW, _ZLIB, _RAW2, _ZLIB2):       # format 1 (zlib of a JSON dict)
         body = json.loads(zlib.decompress(blob))
-        return Item(customer_id, version, body["s"], body["q"], [id_digest(x) for x in body["r"]], body["p"])
+        return Item(customer_id, version, S.with_window_sums(body["s"]), body["q"], [id_digest(x) for x in body["r"]],
+                    body["p"])
     raw = blob[1:] if head in (_RAW, _RAW2) else _inflate(blob[1:])
     clock, wm, tiles, totals, first, latest, last_seen, primary, distinct, seq, recent, pushed = json.loads(raw)
     base = 0 if clock is None else clock // S.DAY_US
@@ -152,8 +154,8 @@ def decode(customer_id: str, version: int, blob: bytes) -> Item:
         "distinct": {_F_NAME[i]: {m[j]: base - m[j + 1] for j in range(0, len(m), 2)} for i, m in distinct},
     }
     rb = base64.b64decode(recent)
-    rec = [int.from_bytes(rb[j:j + 4], "big") for j in range(0, len(rb), 4)]
-    return Item(customer_id, version, st, seq, rec, None if pushed is None else cl - pushed)
+    rec = list(struct.unpack(f">{len(rb) // 4}I", rb))
+    return Item(customer_id, version, S.with_window_sums(st), seq, rec, None if pushed is None else cl - pushed)
 
 
 class StateStore(Protocol):

@@ -161,6 +161,35 @@ def test_state_is_bounded(tmp_path):
     assert len(json.dumps(big)) < 1.2 * len(json.dumps(small)) + 200
 
 
+@pytest.mark.parametrize("seed", [3, 4])
+def test_incremental_window_sums_equal_a_recount_after_every_event_and_tick(seed):
+    """The state keeps its window sums incrementally (events in, tiles out at day changes, events
+    older than a tick): after every step they equal a recount from the tiles."""
+    rng = random.Random(seed)
+    events = sorted(random_history(rng, customers=12, days=70), key=lambda e: (e.timestamp, e.event_id))
+    states: dict[str, dict] = {}
+    steps = 0
+    for e in events:
+        cid = getattr(e, "customer_id", None)
+        if cid is None:
+            continue
+        st = states.setdefault(cid, S.new_state())
+        t = us(e.timestamp)
+        if st["clock"] is not None and rng.random() < 0.3:      # a tick (or a jump) before the event
+            m = (t // S.DAY_US) * S.DAY_US
+            S.advance(st, m + rng.choice([0, S.DAY_US]) if rng.random() < 0.3 else m)
+        if st["watermark"] is None or (t, e.event_id) > tuple(st["watermark"]):
+            S.apply_event(st, e.model_dump(), t, e.event_id)
+        assert st["wsums"] == S.window_sums(st, st["clock"] // S.DAY_US)
+        steps += 1
+    for st in states.values():                                   # silence: every day until the windows are empty
+        for _ in range(C.MAX_WINDOW_DAYS + 1):
+            S.advance(st, (st["clock"] // S.DAY_US + 1) * S.DAY_US)
+            assert st["wsums"] == S.window_sums(st, st["clock"] // S.DAY_US)
+        assert not any(map(any, st["wsums"]))
+    assert steps > 100
+
+
 def test_tutor_and_marketplace_snapshots(tmp_path):
     events = [session("2025-01-02T10:00:00Z", rating=5.0, tutor="t1"),
               session("2025-01-03T10:00:00Z", status="cancelled", cancelled_by="tutor", tutor="t1"),
