@@ -165,10 +165,11 @@ def advance(state: dict, ts_us: int) -> None:
         return              # the same day: nothing left a window
     tiles = state["tiles"]
     wsums = state["wsums"]
-    for d, tile in tiles.items():       # take the tiles that leave a window out of its sums
-        d = int(d)
-        for w, ws in zip(_WIN_DAYS, wsums):
-            if before - d < w <= today - d:
+    held_from = before - (C.MAX_WINDOW_DAYS - 1)     # the oldest day a tile can still be counted in
+    for w, ws in zip(_WIN_DAYS, wsums):  # take the tiles that leave a window (age reaches w) out of its sums
+        for d in range(max(before - w + 1, held_from), min(today - w, before) + 1):
+            tile = tiles.get(str(d))
+            if tile is not None:
                 for i, v in enumerate(tile):
                     if v:
                         ws[i] -= v
