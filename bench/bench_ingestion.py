@@ -199,12 +199,14 @@ def dynamodb_reference(ddb, table: str, lists=None) -> Reference:
 
 # --------------------------------------------------------------------------- DynamoDB accounting
 def _size(v: dict) -> int:
-    """DynamoDB's item-size rules (approximately): bytes of names and values, +overheads."""
+    """DynamoDB's item-size rules (approximately): bytes of names and values, +overheads. A number
+    is 1 byte per two significant digits + 1 (leading and trailing zeros are trimmed, so 45.0 and
+    45 -- as DynamoDB returns it -- have the same size)."""
     (t, x), = v.items()
     if t == "S":
         return len(x.encode())
     if t == "N":
-        return (len(x.lstrip("-").replace(".", "").lstrip("0")) + 1) // 2 + 1
+        return (len(x.lstrip("-").replace(".", "").strip("0")) + 1) // 2 + 1
     if t == "B":
         return len(x)
     if t in ("BOOL", "NULL"):
