@@ -93,15 +93,15 @@ def _digests(recent: list) -> bytes:
     return struct.pack(f">{len(recent)}I", *recent)
 
 
-def encode(item: Item) -> bytes:
-    """The compact body: tiles (days relative to the clock's day),
-    feature names as indices, timestamps relative to the clock, 4-byte id digests; JSON without
-    spaces, deflated (preset dictionary) only when that is smaller."""
+def encode(item: Item, deflate: bool = True) -> bytes:
+    """The compact body: tiles (days relative to the clock's day), feature names as indices,
+    timestamps relative to the clock, 4-byte id digests; JSON without spaces, deflated (preset
+    dictionary) when ``deflate`` and that is smaller."""
     st = item.state
     clock = st["clock"]
     base = 0 if clock is None else clock // S.DAY_US
     cl = 0 if clock is None else clock
-    # dense tiles: deflate squeezes their zeros smaller than a sparse index/value list, and faster
+    # dense tiles: serialised at C speed; deflated, within ~5% of a sparse index/value list
     tiles = [[base - int(d), *tile] for d, tile in st["tiles"].items()]
     wm = st["watermark"]
     body = [
@@ -117,6 +117,8 @@ def encode(item: Item) -> bytes:
         None if item.pushed_clock is None else cl - item.pushed_clock,
     ]
     raw = json.dumps(body, separators=(",", ":")).encode()
+    if not deflate:
+        return _RAW + raw
     z = _deflate(raw)
     return _ZLIB + z if len(z) < len(raw) else _RAW + raw
 
@@ -193,10 +195,12 @@ class SQLiteStateStore:
     so reloading them costs no decode: a load reads the versions first and takes a kept item only
     if its version is the stored one (no other writer since), handing it out (it leaves the cache:
     the caller mutates it) until it is saved or released again. Anything else is read and decoded
-    from the table.
+    from the table. Bodies are written without deflate by default (``deflate=False``): on a local
+    file CPU matters more than bytes (DynamoDB, which bills bytes, always deflates).
     """
 
-    def __init__(self, path: str | os.PathLike, timeout: float = 30.0, cache_items: int = 200_000):
+    def __init__(self, path: str | os.PathLike, timeout: float = 30.0, cache_items: int = 200_000,
+                 deflate: bool = False):
         Path(path).parent.mkdir(parents=True, exist_ok=True)
         self.path = str(path)
         self._lock = threading.Lock()
@@ -209,6 +213,7 @@ class SQLiteStateStore:
         self.bytes_written = 0
         self.writes = 0
         self.cache_items = cache_items
+        self.deflate = deflate      # a local file: ~3x the bytes of a deflated body, ~15% less CPU per event
         self._cache: dict[str, Item] = {}     # customer_id -> the item as last saved
 
     def load_many(self, customer_ids: Iterable[str]) -> dict[str, Item]:
@@ -239,7 +244,7 @@ class SQLiteStateStore:
             cur.execute("BEGIN IMMEDIATE")
             try:
                 for it in items:
-                    blob = encode(it)
+                    blob = encode(it, deflate=self.deflate)
                     if it.version == 0:
                         cur.execute("INSERT OR IGNORE INTO customer_state VALUES (?, 1, ?, ?)",
                                     (it.customer_id, it.tick_until, blob))
