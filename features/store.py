@@ -2,7 +2,7 @@
 
 | profile   | online   | offline data + registry                      |
 |-----------|----------|----------------------------------------------|
-| local     | SQLite   | local Parquet (DuckDB), local registry       |
+| local     | SQLite (Feast's store, batched writes: ``mhp.feast_online``) | local Parquet (DuckDB), local registry |
 | aws-local | DynamoDB | Parquet + registry on S3, all on a moto server |
 | aws       | DynamoDB | Parquet + registry on S3                     |
 
@@ -21,6 +21,7 @@ from . import feast_objects
 
 PROFILES = ("local", "aws-local", "aws")
 PROJECT = "marketplace_health"
+ONLINE_STORE_TYPE = "mhp.feast_online.BatchedSqliteOnlineStore"   # the embedded profile's online store
 
 
 class ProfileError(ValueError):
@@ -37,7 +38,7 @@ def repo_config(profile: str, state_dir: str | os.PathLike, data_uri: str | None
         return {
             "project": PROJECT, "provider": "local", "entity_key_serialization_version": 3,
             "registry": str(state_dir / "registry.db"),
-            "online_store": {"type": "sqlite", "path": str(state_dir / "online.db")},
+            "online_store": {"type": ONLINE_STORE_TYPE, "path": str(state_dir / "online.db")},
             "offline_store": {"type": "duckdb"},
         }
     if not (data_uri or "").startswith("s3://"):

@@ -33,7 +33,6 @@ class CustomerState:
     trouble_billing: np.ndarray  # recent billing trouble (decays daily); drives calls
     trouble_tutor: np.ndarray    # recent bad/cancelled sessions; drives calls and tutor switches
     trouble_match: np.ndarray    # recent long waits for a tutor; drives calls
-    session_slots: np.ndarray    # uint8 weekly lesson plan (static, from the world): bit (day - signup_day) % 7
 
     def take(self, idx) -> "CustomerState":
         return CustomerState(**{f.name: getattr(self, f.name)[idx] for f in fields(self)})
@@ -47,7 +46,7 @@ class CustomerState:
             tutor=customers.first_tutor, signup_day=customers.signup_day,
             signup_tod_us=customers.signup_tod_us, alive=np.ones(n, bool), card_risk=customers.card_risk,
             failed_attempts=np.zeros(n, np.int8), trouble_billing=np.zeros(n), trouble_tutor=np.zeros(n),
-            trouble_match=np.zeros(n), session_slots=customers.session_slots,
+            trouble_match=np.zeros(n),
         )
 
 
@@ -79,12 +78,8 @@ def step_customers(state: CustomerState, tightness: np.ndarray, tutors: Tutors, 
     shock = np.zeros(na)
     trouble_b, trouble_t, trouble_m = np.zeros(na), np.zeros(na), np.zeros(na)
 
-    # --- sessions: the weekly lesson plan (held with a probability rising with health) plus a few
-    # ad-hoc ones; outcome from tutor reliability/quality and health
-    weekday = ((day - state.signup_day[a]) % 7).astype(np.uint8)
-    planned = ((state.session_slots[a] >> weekday) & 1).astype(bool)
-    held = planned & (rng.random(na) < _sigmoid(p.lesson_held_intercept + p.lesson_held_h * h))
-    k = np.minimum(held + rng.poisson(p.extra_session_rate * np.exp(p.session_h * h)), 3)
+    # --- sessions: frequency from health and tier; outcome from tutor reliability/quality and health
+    k = np.minimum(rng.poisson(np.array(p.session_rate_by_tier)[tier] * np.exp(p.session_h * h)), 3)
     j = np.repeat(np.arange(na), k)
     m = j.size
     st = tutor[j]

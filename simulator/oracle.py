@@ -111,7 +111,7 @@ def _simulate_rows(world: World, s: pd.DataFrame, tod: np.ndarray, n_paths: int,
         alive=np.ones(ci.size, bool), card_risk=c.card_risk[ci],
         failed_attempts=s["failed_attempts"].to_numpy(np.int8),
         trouble_billing=s["trouble_billing"].to_numpy(float), trouble_tutor=s["trouble_tutor"].to_numpy(float),
-        trouble_match=s["trouble_match"].to_numpy(float), session_slots=c.session_slots[ci],
+        trouble_match=s["trouble_match"].to_numpy(float),
     )
     market = MarketState(world.subject_base[c.subject[ci]], s["subject_supply"].to_numpy(float),
                          s["subject_demand"].to_numpy(float))

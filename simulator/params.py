@@ -28,13 +28,8 @@ class Params:
     slow_response_shock: float = -0.05    # tutor answered after > 12 h
     escalated_call_shock: float = -0.08
     # sessions
-    # a weekly lesson plan of 1-3 fixed days (world.session_slots), P(1, 2, 3 a week) per tier
-    weekly_slots_probs_by_tier: tuple[tuple[float, float, float], ...] = (
-        (0.60, 0.35, 0.05), (0.15, 0.70, 0.15), (0.05, 0.45, 0.50))
-    lesson_held_intercept: float = 1.6    # P(a planned lesson is booked) = sigmoid(a + b h)
-    lesson_held_h: float = 1.0
-    extra_session_rate: float = 0.02      # ad-hoc sessions on top of the plan, x exp(session_h h)
-    session_h: float = 0.6
+    session_rate_by_tier: tuple[float, float, float] = (0.18, 0.28, 0.40)
+    session_h: float = 0.35
     session_minutes_by_tier: tuple[float, float, float] = (40.0, 55.0, 60.0)
     tutor_cancel_base: float = 0.01
     tutor_cancel_unreliability: float = 0.35   # p += this * (1 - tutor reliability)

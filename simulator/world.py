@@ -53,7 +53,6 @@ class Customers:
     health_mean: np.ndarray    # mu: the long-run latent health the customer reverts to
     card_risk: np.ndarray      # baseline probability a charge fails
     first_tutor: np.ndarray    # int32 tutor index matched at signup
-    session_slots: np.ndarray  # uint8 bit mask: bit k = a weekly lesson on days with (day - signup_day) % 7 == k
 
 
 @dataclass
@@ -115,27 +114,14 @@ def _customers(config: SimConfig, tutors: Tutors, rng: np.random.Generator, p: P
         referrer=referrer.astype(np.int32), signup_day=signup_day,
         signup_tod_us=rng.integers(6 * 3600, 22 * 3600, n) * 1_000_000 + rng.integers(0, 1_000_000, n),
         health_mean=mu, card_risk=rng.beta(1.2, 50.0, n), first_tutor=first_tutor.astype(np.int32),
-        session_slots=np.zeros(n, np.uint8),  # drawn last in build_world
     )
-
-
-def _session_slots(tier: np.ndarray, rng: np.random.Generator, p: Params) -> np.ndarray:
-    """Each customer's weekly lesson plan: 1-3 distinct days of the week (relative to the signup day)."""
-    n = tier.size
-    probs = np.array(p.weekly_slots_probs_by_tier)[tier]          # (n, 3): P(1, 2, 3 lessons a week)
-    k = np.minimum(1 + (rng.random(n)[:, None] > np.cumsum(probs, axis=1)).sum(axis=1), 3)
-    rank = rng.random((n, 7)).argsort(axis=1).argsort(axis=1)     # a random order of the 7 days
-    days = rank < k[:, None]                                      # the first k of them
-    return (days * (1 << np.arange(7))).sum(axis=1).astype(np.uint8)
 
 
 def build_world(config: SimConfig, p: Params = PARAMS) -> World:
     rng = rng_for(config.seed, 0)
     tutors = _tutors(config.customers, rng)
     customers = _customers(config, tutors, rng, p)
-    subject_base = rng.normal(0.0, p.subject_base_sd, N_SUBJECTS)
-    customers.session_slots = _session_slots(customers.tier, rng, p)
-    return World(config, tutors, customers, subject_base=subject_base)
+    return World(config, tutors, customers, subject_base=rng.normal(0.0, p.subject_base_sd, N_SUBJECTS))
 
 
 def subject_category_index(subject: np.ndarray) -> np.ndarray:
