@@ -16,9 +16,9 @@ MINUTE_US = 60 * 1_000_000
 class Params:
     # latent health: h' = h + kappa (mu - h) + sigma eps + shocks
     health_mean_sd: float = 0.75          # spread of customers' long-run means mu
-    health_start_sd: float = 0.45         # |h - mu| at signup
-    kappa: float = 0.05                   # mean reversion per day (half-life ~14 days)
-    sigma: float = 0.10                   # daily diffusion
+    health_start_sd: float = 0.30         # |h - mu| at signup
+    kappa: float = 0.03                   # mean reversion per day (half-life ~23 days)
+    sigma: float = 0.05                   # daily diffusion (stationary sd of h - mu without shocks ~0.2)
     # shocks (added to h on the day they happen)
     bad_session_shock: float = -0.35      # completed session rated <= 2.5
     good_session_lift: float = 0.04       # completed session rated >= 4.5
@@ -29,7 +29,7 @@ class Params:
     escalated_call_shock: float = -0.08
     # sessions
     session_rate_by_tier: tuple[float, float, float] = (0.18, 0.28, 0.40)
-    session_h: float = 0.35
+    session_h: float = 0.6
     session_minutes_by_tier: tuple[float, float, float] = (40.0, 55.0, 60.0)
     tutor_cancel_base: float = 0.01
     tutor_cancel_unreliability: float = 0.35   # p += this * (1 - tutor reliability)
@@ -37,14 +37,14 @@ class Params:
     no_show_base: float = 0.025
     rating_mean: float = 4.0
     rating_quality: float = 3.0           # rating += this * (tutor quality - 0.75)
-    rating_h: float = 0.35
-    rating_noise: float = 0.6
+    rating_h: float = 0.5
+    rating_noise: float = 0.4
     rating_missing: float = 0.15
     # engagement
-    login_rate: float = 0.55
-    login_h: float = 0.5
+    login_rate: float = 1.0
+    login_h: float = 1.0
     message_rate: float = 0.25
-    message_h: float = 0.3
+    message_h: float = 0.8
     message_to_tutor: float = 0.8
     response_median_minutes: float = 25.0
     slow_response_minutes: float = 720.0
