@@ -41,8 +41,8 @@ class Params:
     rating_noise: float = 0.4
     rating_missing: float = 0.15
     # engagement
-    login_rate: float = 1.0
-    login_h: float = 1.0
+    login_rate: float = 0.55
+    login_h: float = 0.5
     message_rate: float = 0.25
     message_h: float = 0.8
     message_to_tutor: float = 0.8
