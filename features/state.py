@@ -4,7 +4,8 @@ Derived from the catalog with no per-feature code. State is O(windows x
 metrics): daily tiles for the last MAX_WINDOW_DAYS days, lifetime totals,
 first/latest values, last-seen timestamps, a tutor -> count map for the
 primary tutor and a tutor -> last-day map for distinct-in-window counts
-(pruned to the window). Never a list of raw events.
+(pruned to the window), and the window sums kept incrementally (derived from
+the tiles; storage keeps the tiles only). Never a list of raw events.
 
 Events must be applied in (timestamp, event_id) order per customer (the
 stream's per-partition order); the ingester enforces that with ``watermark``.
@@ -12,8 +13,8 @@ stream's per-partition order); the ingester enforces that with ``watermark``.
 
 The catalog is compiled once at import into per-event-type update plans
 (``_PLANS``: the metrics and features an event of that type can change, with
-their conditions) and a snapshot plan (``_SNAPSHOT``), so applying an event
-touches only what it can change. The plans are derived mechanically from the
+their conditions) and a snapshot plan (``_SNAPSHOT``, turned into straight-line
+code by ``_snapshot_source``), so applying an event touches only what it can change. The plans are derived mechanically from the
 declarations (still no per-feature code); the semantics are those of the
 declarations (``EventFilter.test``), which the parity tests check bit for bit.
 """
