@@ -87,6 +87,11 @@ def _compile_plans() -> dict[str, tuple[tuple, tuple]]:
 
 _PLANS = _compile_plans()
 _DISTINCT_DAYS = tuple((f.name, f.days) for f in C.CUSTOMER_FEATURES if isinstance(f, C.DistinctInWindow))
+# the windows of the tile features (ascending); ``state["wsums"][j]`` holds window _WIN_DAYS[j]
+_WIN_DAYS = tuple(sorted({f.days for f in C.CUSTOMER_FEATURES if isinstance(f, (C.WindowSum, C.WindowRatio))}))
+# the ages (days after a tile's or a distinct entry's day) at which that day leaves a window
+TICK_AGES = frozenset(_WIN_DAYS) | frozenset(days for _, days in _DISTINCT_DAYS)
+assert max(TICK_AGES) <= C.MAX_WINDOW_DAYS
 
 
 def _all(conds, record) -> bool:
@@ -186,17 +191,11 @@ def advance(state: dict, ts_us: int) -> None:
                 del m[k]
 
 
-# The ages (days after a tile's day, or a distinct entry's day) at which that day leaves a window.
-_TILE_AGES = tuple(sorted({f.days for f in C.CUSTOMER_FEATURES if isinstance(f, (C.WindowSum, C.WindowRatio))}))
-TICK_AGES = frozenset(_TILE_AGES) | frozenset(days for _, days in _DISTINCT_DAYS)
-assert max(TICK_AGES) <= C.MAX_WINDOW_DAYS
-
-
 def _changes_on(state: dict, day: int) -> bool:
     """Whether some day of this state (a tile or a distinct entry) leaves a window at ``day``'s
     midnight: the only midnights at which the feature row changes without an event."""
     tiles = state["tiles"]
-    for a in _TILE_AGES:
+    for a in _WIN_DAYS:
         if str(day - a) in tiles:
             return True
     for name, days in _DISTINCT_DAYS:
@@ -244,9 +243,7 @@ def catch_up(state: dict, horizon_us: int | None) -> bool:
 
 # snapshot plan: one entry per feature, in catalog order
 _WSUM, _WRATIO, _LSUM, _LRATIO, _SFIRST, _SLATEST, _SLAST, _SPKEY, _SPSHARE, _SDISTINCT = range(10)
-_WIN_INDEX = {w: j for j, w in enumerate(sorted({f.days for f in C.CUSTOMER_FEATURES
-                                                 if isinstance(f, (C.WindowSum, C.WindowRatio))}))}
-_WIN_DAYS = tuple(sorted(_WIN_INDEX))
+_WIN_INDEX = {w: j for j, w in enumerate(_WIN_DAYS)}
 
 
 def _compile_snapshot() -> tuple:
@@ -285,19 +282,10 @@ _SNAPSHOT = _compile_snapshot()
 def window_sums(state: dict, today: int) -> list[list[int]]:
     """For each window of ``_WIN_DAYS`` (ascending), the per-metric sums of its tiles (exact integers:
     the order of the additions does not matter). ``state["wsums"]`` keeps them at the clock's day
-    incrementally; this recomputes them (a decoded state)."""
-    buckets: list[list] = [[] for _ in _WIN_DAYS]
-    for d, tile in state["tiles"].items():
-        age = today - int(d)
-        if age < 0:
-            continue
-        for j, w in enumerate(_WIN_DAYS):
-            if age < w:
-                buckets[j].append(tile)
-                break
-    sums, held = [], []
-    for tiles in buckets:
-        held += tiles           # a window holds the narrower windows' tiles too
+    incrementally; this recounts them (a decoded state, tests)."""
+    sums = []
+    for w in _WIN_DAYS:
+        held = [t for d, t in state["tiles"].items() if 0 <= today - int(d) < w]
         sums.append(list(map(sum, zip(*held))) if held else [0] * _N_METRICS)
     return sums
 

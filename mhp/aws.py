@@ -146,6 +146,20 @@ def boto3_resource(service: str, **kwargs: Any):
     return boto3.resource(service, **_client_kwargs(kwargs))
 
 
+def drain_queue(queue_url: str) -> list[dict]:
+    """Every JSON message body waiting on an SQS queue (each deleted once read), in arrival order."""
+    import json
+
+    sqs, out = boto3_client("sqs"), []
+    while True:
+        msgs = sqs.receive_message(QueueUrl=queue_url, MaxNumberOfMessages=10, WaitTimeSeconds=0).get("Messages", [])
+        if not msgs:
+            return out
+        for m in msgs:
+            out.append(json.loads(m["Body"]))
+            sqs.delete_message(QueueUrl=queue_url, ReceiptHandle=m["ReceiptHandle"])
+
+
 def ensure_bucket(bucket: str) -> None:
     """Create an S3 bucket if it does not exist (idempotent)."""
     s3 = boto3_client("s3")

@@ -258,11 +258,4 @@ def _read_alerts(root: Path, queue_url: str | None) -> list[dict]:
         return [json.loads(line) for line in path.read_text().splitlines() if line.strip()] if path.exists() else []
     from mhp import aws
 
-    sqs, out = aws.boto3_client("sqs"), []
-    while True:
-        msgs = sqs.receive_message(QueueUrl=queue_url, MaxNumberOfMessages=10, WaitTimeSeconds=0).get("Messages", [])
-        if not msgs:
-            return out
-        for m in msgs:
-            out.append(json.loads(m["Body"]))
-            sqs.delete_message(QueueUrl=queue_url, ReceiptHandle=m["ReceiptHandle"])
+    return aws.drain_queue(queue_url)

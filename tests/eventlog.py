@@ -55,6 +55,18 @@ def write_log(events, root) -> str:
     return str(root)
 
 
+def local_feature_store(root, events, until: datetime, feast_dir: str = "feast"):
+    """``events`` -> ``root/events`` (Parquet log) -> ``root/features`` (backfill as of ``until``) ->
+    an embedded Feast store in ``root/feast_dir`` with the definitions applied (nothing materialized)."""
+    from features import store as FS
+    from features.backfill import run_backfill
+
+    run_backfill(write_log(events, root / "events"), str(root / "features"), until=until, progress=False)
+    store = FS.open_store("local", root / feast_dir)
+    FS.apply(store, str(root / "features"))
+    return store
+
+
 def _backfill_midnight(st: dict, midnight: int) -> bool:
     """The backfill writes a row at every midnight after the first event until MAX_WINDOW_DAYS after
     the last one (online, only the ticks that change the row are sent: ``S.needs_tick``)."""

@@ -15,7 +15,7 @@ from features import retrieval as R
 from features import store as FS
 from features.backfill import run_backfill
 from mhp import aws, storage
-from tests.eventlog import ev, random_history, ts, write_log
+from tests.eventlog import ev, local_feature_store, random_history, ts, write_log
 
 UNTIL = ts("2025-03-10T00:00:00Z")
 MATERIALIZE_FROM = ts("2024-11-01T00:00:00Z")
@@ -34,10 +34,7 @@ def _history():
 @pytest.fixture(scope="module")
 def local(tmp_path_factory):
     root = tmp_path_factory.mktemp("fast")
-    write_log(_history(), root / "events")
-    run_backfill(str(root / "events"), str(root / "features"), until=UNTIL, progress=False)
-    store = FS.open_store("local", root / "state")
-    FS.apply(store, str(root / "features"))
+    store = local_feature_store(root, _history(), UNTIL, feast_dir="state")
     store.materialize(start_date=MATERIALIZE_FROM, end_date=UNTIL)
     return store, root
 

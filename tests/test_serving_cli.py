@@ -9,22 +9,17 @@ import urllib.request
 
 import pytest
 
-from features import store as FS
-from features.backfill import run_backfill
 from mhp.cli import main
 from serving.server import InferenceServer
 from serving.toy_model import train_toy_model
-from tests.eventlog import ts, write_log
+from tests.eventlog import local_feature_store, ts
 from tests.test_serving_e2e import AS_OF, history
 
 
 @pytest.fixture(scope="module")
 def ws(tmp_path_factory):
     root = tmp_path_factory.mktemp("ws")
-    write_log(history(), root / "events")
-    run_backfill(str(root / "events"), str(root / "features"), until=AS_OF, progress=False)
-    store = FS.open_store("local", root / "feast")
-    FS.apply(store, str(root / "features"))
+    store = local_feature_store(root, history(), AS_OF)
     store.materialize(start_date=ts("2024-12-01T00:00:00Z"), end_date=AS_OF)
     model = train_toy_model(root / "model")
     return root, model

@@ -3,7 +3,6 @@
 -> an alert with the right type and reasons on SNS, read back through SQS, exactly once
 within the cooldown. Then the endpoint goes down: requests are kept, nothing is lost, and
 the alerts arrive once it is back; an unreachable SNS keeps alerts in the outbox."""
-import json
 from pathlib import Path
 from datetime import timedelta
 
@@ -111,19 +110,8 @@ def world(feast_world, moto_server_url, tmp_path, model_path, request):
         w["server"].stop()
 
 
-def drain(sqs, queue):
-    got = []
-    while True:
-        msgs = sqs.receive_message(QueueUrl=queue, MaxNumberOfMessages=10, WaitTimeSeconds=0).get("Messages", [])
-        if not msgs:
-            return got
-        for m in msgs:
-            got.append(json.loads(m["Body"]))
-            sqs.delete_message(QueueUrl=queue, ReceiptHandle=m["ReceiptHandle"])
-
-
 def test_bad_customer_alerts_once_on_sns(world):
-    service, sqs, queue = world["service"], world["sqs"], world["queue"]
+    service, queue = world["service"], world["queue"]
     hook = ServingScoringHook(service)
     hook.on_high_signal(["bad", "good", "calm"], AS_OF)
     out = hook.last
@@ -131,7 +119,7 @@ def test_bad_customer_alerts_once_on_sns(world):
     preds = {s.customer_id: s.prediction for s in out.scored}
     assert preds["bad"]["ib_call_risk_14d"] > 0.7 and preds["bad"]["churn_risk_30d"] > 0.6
     assert preds["bad"]["customer_health_score"] < 40
-    msgs = drain(sqs, queue)
+    msgs = aws.drain_queue(queue)
     by_type = {m["type"]: m for m in msgs}
     assert sorted(by_type) == ["churn_risk_high", "churn_risk_ib_calls", "health_score_critical"]
     assert {m["customer_id"] for m in msgs} == {"bad"}
@@ -155,15 +143,15 @@ def test_bad_customer_alerts_once_on_sns(world):
     assert active == ["bad", "calm", "good"]
     batch = score_all(service, active, AS_OF + timedelta(hours=12))
     assert batch.alerts == [] and len(batch.scored) == 3
-    assert drain(sqs, queue) == []
+    assert aws.drain_queue(queue) == []
     # after the cooldown (event time), the daily batch alerts again
     later = score_all(service, active, AS_OF + timedelta(days=1, hours=1))
     assert sorted(a["type"] for a in later.alerts) == sorted(by_type)
-    assert len(drain(sqs, queue)) == 3
+    assert len(aws.drain_queue(queue)) == 3
 
 
 def test_endpoint_down_then_back_nothing_lost(world):
-    service, server, sqs, queue = world["service"], world["server"], world["sqs"], world["queue"]
+    service, server, queue = world["service"], world["server"], world["queue"]
     port = server.port
     server.stop()
     hook = ServingScoringHook(service)
@@ -174,12 +162,12 @@ def test_endpoint_down_then_back_nothing_lost(world):
     assert service.state.pending_count() == 2
     hook.on_high_signal(["calm"], AS_OF + timedelta(minutes=5))  # still down: kept too
     assert service.state.pending_count() == 3
-    assert drain(sqs, queue) == []
+    assert aws.drain_queue(queue) == []
     # back on the same port: the next trigger first recovers what was pending
     world["server"] = InferenceServer(world["model"], port=port).start()
     hook.on_high_signal(["good"], AS_OF + timedelta(minutes=10))
     assert service.state.pending_count() == 0
-    msgs = drain(sqs, queue)
+    msgs = aws.drain_queue(queue)
     assert sorted(m["type"] for m in msgs) == ["churn_risk_high", "churn_risk_ib_calls", "health_score_critical"]
     assert {m["as_of"] for m in msgs} == {"2025-03-01T12:00:00Z"}   # scored at the original event time
 
@@ -201,5 +189,5 @@ def test_sns_down_alerts_kept_in_outbox_and_redelivered(world):
     again = service.score_and_alert(["bad"], AS_OF + timedelta(hours=1))   # in cooldown: no new alerts
     assert again.alerts == [] and len(again.publish.delivered) == 3
     assert service.state.outbox_counts() == {"delivered": 3, "undelivered": 0}
-    assert sorted(m["type"] for m in drain(sqs, queue)) == ["churn_risk_high", "churn_risk_ib_calls",
+    assert sorted(m["type"] for m in aws.drain_queue(queue)) == ["churn_risk_high", "churn_risk_ib_calls",
                                                             "health_score_critical"]

@@ -9,10 +9,8 @@ from datetime import timedelta
 import pandas as pd
 import pytest
 
-from features import store as FS
-from features.backfill import run_backfill
 from features.retrieval import model_columns
-from tests.eventlog import ev, random_history, ts, write_log
+from tests.eventlog import ev, local_feature_store, random_history, ts
 from training import dataset as D
 
 UNTIL = ts("2025-03-10T00:00:00Z")
@@ -20,11 +18,7 @@ T = ts("2025-01-25T00:00:00Z")
 
 
 def _store(root, events):
-    uri = write_log(events, root / "events")
-    run_backfill(uri, str(root / "features"), until=UNTIL, progress=False)
-    store = FS.open_store("local", root / "feast")
-    FS.apply(store, str(root / "features"))
-    return uri, store
+    return str(root / "events"), local_feature_store(root, events, UNTIL)
 
 
 def _alter_future(events, t):
