@@ -44,8 +44,9 @@ from .contract import CATEGORIES, CHANNELS, REGIONS, SUBJECTS, TIERS
 RECENT_IDS = 16
 CHECKPOINT_PREFIX = "#checkpoint:"
 HORIZON_PREFIX = "#ticks:"       # per-shard tick horizon (latest day-tick midnight processed)
-FORMAT = 3                       # body format (1: zlib(JSON dict), no leading format byte; 2: sparse tiles)
-_RAW, _ZLIB = b"\x03", b"\x05"  # body = format byte + compact JSON, or + raw deflate(compact JSON, _ZDICT)
+# body format 3 = format byte + compact JSON, or + raw deflate(compact JSON, _ZDICT); format 1 was
+# zlib(JSON dict) with no format byte, format 2 had sparse tiles
+_RAW, _ZLIB = b"\x03", b"\x05"
 _RAW2, _ZLIB2 = b"\x02", b"\x04"   # format 2, still read
 # A preset deflate dictionary (part of the format: never change it without a new format byte): the
 # contract's categorical values and the body's common fragments. Small bodies (a few hundred bytes)

@@ -119,7 +119,7 @@ def test_state_size_is_bounded():
     assert large < 8_000                                # far below DynamoDB's 400 KB item limit
 
 
-def test_compact_body_round_trips_and_reads_format_1():
+def test_compact_body_round_trips_and_reads_formats_1_and_2():
     import zlib
 
     from ingestion.state_store import decode
@@ -144,3 +144,7 @@ def test_compact_body_round_trips_and_reads_format_1():
     old = zlib.compress(json.dumps({"s": item.state, "q": item.seq, "r": ["e1", "e2"], "p": item.pushed_clock}).encode())
     legacy = decode("c1", 3, old)
     assert legacy.state == item.state and legacy.recent == [id_digest("e1"), id_digest("e2")]
+    # format 2: the same JSON with sparse tiles ([day offset, index, value, ...], zeros left out)
+    body = json.loads(encode(item, deflate=False)[1:])
+    body[2] = [[t[0], *[x for i, v in enumerate(t[1:]) if v for x in (i, v)]] for t in body[2]]
+    assert decode("c1", 3, b"\x02" + json.dumps(body).encode()).state == item.state
