@@ -23,7 +23,8 @@ Generated from `features/catalog.py` by `mhp features-doc`; do not edit by hand
 * **Decay.** Window features change at UTC midnights even without events. The
   backfill writes a snapshot at every midnight within {C.MAX_WINDOW_DAYS} days
   after one of the customer's events; the stream ingester applies a day tick
-  at the same midnights. So Feast's "latest row at or before t" is exact.
+  at those of them where a day leaves a window (the rows in between are equal).
+  So Feast's "latest row at or before t" is exact.
 * **Missing is not zero.** Ratios and averages are null when their
   denominator is 0 (no sessions: no rating; no payment attempt: no success
   rate). Counts and sums are 0. Segment values and timestamps are null until
