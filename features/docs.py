@@ -119,8 +119,8 @@ def render() -> str:
     parts.append(f"## On-demand views (request time field `{C.REQUEST_TIME_FIELD}`)\n\n"
                  + _table(rows, ("feature", "view", "formula")))
     parts.append(f"## Feature service `{C.FEATURE_SERVICE}`\n\nThe model's whole input vector: "
-                 f"{len(C.model_features())} features (customer view minus the last-seen timestamps and the "
-                 "primary tutor and subject keys, the tutor view via the primary tutor, the subject view via the "
+                 f"{len(C.model_features())} features (customer view minus the last-seen timestamps, the lifetime "
+                 "counts that only feed the per-tenure-day rates, and the primary tutor and subject keys, the tutor view via the primary tutor, the subject view via the "
                  f"primary subject, the marketplace view (kind `{C.CONTEXT_KIND}`: served, not learned from), "
                  "both on-demand views).\n")
     return "\n\n".join(parts).rstrip() + "\n"

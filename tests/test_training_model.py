@@ -7,7 +7,8 @@ import torch
 from sklearn.metrics import r2_score, roc_auc_score
 
 from training.model import (
-    HEAD_LABELS, HEADS, MultiTaskNet, NetConfig, TrainConfig, deterministic, load_model, predict, train_multitask,
+    HEAD_LABELS, HEADS, EnsembleNet, MultiTaskNet, NetConfig, TrainConfig, deterministic, load_model, predict,
+    train_multitask,
 )
 from training.preprocess import Preprocessor
 from training.synthetic import make_synthetic_dataset
@@ -122,3 +123,25 @@ def test_state_dict_round_trip_and_settings_restored(trained, xy, tmp_path):
     assert isinstance(loaded, MultiTaskNet)
     a, b = predict(trained.model, x["test"]), predict(loaded, x["test"])
     assert all(np.array_equal(a[h], b[h]) for h in HEADS)
+
+
+def test_an_ensemble_averages_nets_trained_with_their_own_seeds_and_round_trips(xy, trained, tmp_path):
+    x, y, _ = xy
+    # seed 3 x 2 members -> member seeds 6 and 7 (7 is the module's ``trained`` net)
+    ens = train_multitask(x["train"], y["train"], x["validation"], y["validation"],
+                          TrainConfig(seed=3, ensemble=2, **SMALL))
+    six = train_multitask(x["train"], y["train"], x["validation"], y["validation"], TrainConfig(seed=6, **SMALL))
+    assert isinstance(ens.model, EnsembleNet) and ens.model.config.members == 2
+    assert ens.best_epoch == [six.best_epoch, trained.best_epoch]
+    assert {row["member"] for row in ens.history} == {0, 1}
+    p, a, b = (predict(m, x["test"]) for m in (ens.model, six.model, trained.model))
+    for h in HEADS:
+        np.testing.assert_allclose(p[h], (a[h] + b[h]) / 2, rtol=1e-6)
+        assert not np.array_equal(p[h], a[h])
+    torch.save(ens.model.state_dict(), tmp_path / "model.pt")
+    loaded = load_model(str(tmp_path / "model.pt"), ens.model.config.to_dict())
+    assert isinstance(loaded, EnsembleNet)
+    q = predict(loaded, x["test"])
+    assert all(np.array_equal(p[h], q[h]) for h in HEADS)
+    with pytest.raises(ValueError, match="members must be >= 1"):
+        NetConfig(4, members=0)

@@ -3,7 +3,7 @@
 Layout (the SageMaker PyTorch serving layout; the archive holds the directory's
 contents, not the directory):
 
-    model.pt              state_dict of the MultiTaskNet (torch.save, weights only)
+    model.pt              state_dict of the MultiTaskNet or EnsembleNet (torch.save, weights only)
     preprocess.json       fitted preprocessing (training/preprocess.py), JSON, no pickle
     model_config.json     architecture, feature schema, model version, feature service,
                           head -> label names, training metadata

@@ -20,6 +20,11 @@ Training is deterministic for a seed (seeded init, dropout and shuffling; determ
 algorithms; one intra-op thread while training) and early-stops on the validation loss,
 restoring the best epoch's weights.
 
+Ensembles (``TrainConfig.ensemble`` = k > 1): k nets of the same architecture, trained
+independently with seeds ``seed * k + i``; an ``EnsembleNet`` averages their probabilities and
+scores. The health label is a noisy 30-day count; averaging nets that each fit a different share
+of that noise lowers the variance of the health predictions (docs/model.md).
+
 This file is copied verbatim into the artifact's ``code/`` directory: it needs only
 torch and numpy.
 """
@@ -28,7 +33,7 @@ from __future__ import annotations
 import contextlib
 import copy
 import math
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any, Iterator, Mapping, Sequence
 
 import numpy as np
@@ -52,6 +57,7 @@ class NetConfig:
     hidden: tuple[int, ...] = (128, 64)
     dropout: float = 0.1
     heads: tuple[str, ...] = HEADS
+    members: int = 1             # > 1: an EnsembleNet of that many nets
 
     def __post_init__(self) -> None:
         self.hidden = tuple(int(h) for h in self.hidden)
@@ -59,6 +65,9 @@ class NetConfig:
         unknown = [h for h in self.heads if h not in HEADS]
         if unknown or not self.heads:
             raise ValueError(f"heads must be a non-empty subset of {HEADS}, got {list(self.heads)}")
+        if int(self.members) < 1:
+            raise ValueError(f"members must be >= 1, got {self.members}")
+        self.members = int(self.members)
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
@@ -67,7 +76,8 @@ class NetConfig:
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> "NetConfig":
-        return cls(int(d["input_dim"]), tuple(d["hidden"]), float(d["dropout"]), tuple(d["heads"]))
+        return cls(int(d["input_dim"]), tuple(d["hidden"]), float(d["dropout"]), tuple(d["heads"]),
+                   int(d.get("members", 1)))
 
 
 class MultiTaskNet(nn.Module):
@@ -100,7 +110,25 @@ class MultiTaskNet(nn.Module):
         return out
 
 
-def predict(model: MultiTaskNet, x: np.ndarray, batch_size: int = 4096) -> dict[str, np.ndarray]:
+class EnsembleNet(nn.Module):
+    """``config.members`` MultiTaskNets; predictions are the mean of theirs (probabilities, scores)."""
+
+    def __init__(self, config: NetConfig):
+        super().__init__()
+        self.config = config
+        single = NetConfig(config.input_dim, config.hidden, config.dropout, config.heads)
+        self.members = nn.ModuleList(MultiTaskNet(single) for _ in range(config.members))
+
+    def predict_tensors(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        outs = [m.predict_tensors(x) for m in self.members]
+        return {h: torch.stack([o[h] for o in outs]).mean(dim=0) for h in self.config.heads}
+
+
+def build_net(config: NetConfig) -> nn.Module:
+    return MultiTaskNet(config) if config.members == 1 else EnsembleNet(config)
+
+
+def predict(model: MultiTaskNet | EnsembleNet, x: np.ndarray, batch_size: int = 4096) -> dict[str, np.ndarray]:
     """Probabilities for binary heads, 0-100 scores for health; float64 numpy arrays."""
     model.eval()
     parts: dict[str, list[np.ndarray]] = {h: [] for h in model.config.heads}
@@ -129,7 +157,8 @@ class TrainConfig:
     seed: int = 0
     task_weights: dict[str, float] = field(default_factory=lambda: {h: 1.0 for h in HEADS})
     pos_weight: str | float = "auto"   # "auto" = clip(neg/pos, 1, max_pos_weight); a number; or "none"
-    max_pos_weight: float = 10.0
+    max_pos_weight: float = 3.0
+    ensemble: int = 1            # nets trained with seeds seed * ensemble + i, predictions averaged
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
@@ -139,11 +168,14 @@ class TrainConfig:
 
 @dataclass
 class TrainResult:
-    model: MultiTaskNet
+    """For an ensemble: best_epoch, epochs_run and stopped_early per member, best_val_loss their
+    mean, history every member's epochs (with a ``member`` field)."""
+
+    model: MultiTaskNet | EnsembleNet
     history: list[dict[str, float]]
-    best_epoch: int
-    epochs_run: int
-    stopped_early: bool
+    best_epoch: int | list[int]
+    epochs_run: int | list[int]
+    stopped_early: bool | list[bool]
     best_val_loss: float
     pos_weights: dict[str, float]
     health_variance: float | None
@@ -235,6 +267,8 @@ def train_multitask(x_train: np.ndarray, y_train: Mapping[str, Any], x_val: np.n
     """
     config = config or TrainConfig()
     heads = tuple(heads)
+    if config.ensemble > 1:
+        return _train_ensemble(x_train, y_train, x_val, y_val, config, heads)
     bad_weights = [k for k in config.task_weights if k not in HEADS]
     if bad_weights:
         raise ValueError(f"task_weights has unknown heads {bad_weights}; expected a subset of {HEADS}")
@@ -296,9 +330,23 @@ def train_multitask(x_train: np.ndarray, y_train: Mapping[str, Any], x_val: np.n
                        health_variance)
 
 
-def load_model(state_path: str, net_config: Mapping[str, Any]) -> MultiTaskNet:
+def _train_ensemble(x_train, y_train, x_val, y_val, config: TrainConfig, heads: tuple[str, ...]) -> TrainResult:
+    k = int(config.ensemble)
+    runs = [train_multitask(x_train, y_train, x_val, y_val,
+                            replace(config, ensemble=1, seed=config.seed * k + i), heads) for i in range(k)]
+    first = runs[0].model.config
+    model = EnsembleNet(NetConfig(first.input_dim, first.hidden, first.dropout, first.heads, members=k))
+    for member, run in zip(model.members, runs):
+        member.load_state_dict(run.model.state_dict())
+    model.eval()
+    return TrainResult(model, [{"member": i, **row} for i, run in enumerate(runs) for row in run.history],
+                       [r.best_epoch for r in runs], [r.epochs_run for r in runs], [r.stopped_early for r in runs],
+                       float(np.mean([r.best_val_loss for r in runs])), runs[0].pos_weights, runs[0].health_variance)
+
+
+def load_model(state_path: str, net_config: Mapping[str, Any]) -> MultiTaskNet | EnsembleNet:
     """Rebuild the net from its config and load a ``model.pt`` state_dict (weights only, no pickle code)."""
-    model = MultiTaskNet(NetConfig.from_dict(net_config))
+    model = build_net(NetConfig.from_dict(net_config))
     state = torch.load(state_path, map_location="cpu", weights_only=True)
     model.load_state_dict(state)
     model.eval()
