@@ -87,6 +87,12 @@ def test_historical_returns_every_row_with_point_in_time_values(local):
         expect_days = (t - pd.Timestamp(int(want["signup_ts"]), unit="us", tz="UTC")).total_seconds() / 86400 if not pd.isna(want["signup_ts"]) else np.nan
         assert (pd.isna(expect_days) and pd.isna(row["days_since_signup"])) or row["days_since_signup"] == pytest.approx(expect_days)
         assert row["customer_tenure_days"] == np.floor(row["days_since_signup"]) or pd.isna(row["days_since_signup"])
+        for rate, total in (("messages_per_tenure_day", "total_messages_lifetime"),
+                            ("sessions_per_tenure_day", "total_sessions_lifetime")):
+            if pd.isna(expect_days):
+                assert pd.isna(row[rate])
+            else:  # the signup day counts: a customer seen on their first day divides by 1
+                assert row[rate] == pytest.approx(want[total] / (np.floor(expect_days) + 1), rel=1e-12)
         if not pd.isna(row["rating_trend"]):
             assert row["rating_trend"] == pytest.approx(want["avg_session_rating_7d"] - want["avg_session_rating_30d"])
         assert row["engagement_trend"] == want["login_count_7d"] - want["login_count_14d"]
