@@ -325,6 +325,12 @@ CUSTOMER_FEATURES: tuple[CustomerFeature, ...] = tuple(_window_features()) + (
     LifetimeSum("total_logins_lifetime", "logins"),
     LifetimeSum("total_ib_calls_lifetime", "calls"),
     LifetimeSum("total_active_days_lifetime", "active_day"),
+    LifetimeSum("total_cancellations_lifetime", "cancelled"),
+    LifetimeSum("total_no_shows_lifetime", "no_show"),
+    LifetimeSum("total_negative_calls_lifetime", "negative_calls"),
+    LifetimeSum("total_escalations_lifetime", "escalations"),
+    LifetimeSum("total_payment_attempts_lifetime", "payment_attempts"),
+    LifetimeSum("total_payments_ok_lifetime", "payments_ok"),
     LifetimeRatio("avg_lifetime_rating", "rating_sum", "rating_n"),
     FirstAbove("first_session_was_success", _completed_sessions, "student_rating", 4.0),
     # segment (subscription_tier is the spec's lifetime feature; ordinal-encoded by the model)
@@ -455,8 +461,8 @@ class OnDemand:
     """Computed at request time by a Feast on-demand view (``evaluate_on_demand``).
 
     ``op``: ``days_since`` / ``whole_days_since`` (request time - a stored timestamp, in days),
-    ``per_tenure_day`` (inputs[0] / (whole days since the timestamp inputs[1], plus 1: the signup
-    day counts)), ``per_day_change`` (inputs[0] / divisors[0] - inputs[1] / divisors[1]) or
+    ``per_tenure_day`` (inputs[0] / (whole days since the timestamp inputs[-1], plus 1: the signup
+    day counts); with three inputs (inputs[0] - inputs[1]) / that), ``per_day_change`` (inputs[0] / divisors[0] - inputs[1] / divisors[1]) or
     ``difference`` (inputs[0] - inputs[1]). A missing input gives null.
     """
 
@@ -479,7 +485,8 @@ class OnDemand:
             return f"floor((request time - {a}) in days)"
         b = self.inputs[1]
         if self.op == "per_tenure_day":
-            return f"{a} / (floor((request time - {b}) in days) + 1)"
+            num = a if len(self.inputs) == 2 else f"({a} - {b})"
+            return f"{num} / (floor((request time - {self.inputs[-1]}) in days) + 1)"
         if self.op == "per_day_change":
             return f"{a} / {self.divisors[0]} - {b} / {self.divisors[1]}"
         return f"{a} - {b} (null if either is)"
@@ -498,7 +505,12 @@ ON_DEMAND: tuple[OnDemand, ...] = (
     *(OnDemand(f"{what}_per_tenure_day", RECENCY_VIEW, "per_tenure_day", (total, "signup_ts"), "lifetime")
       for what, total in (("sessions", "total_sessions_lifetime"), ("rated_sessions", "total_rated_sessions_lifetime"),
                           ("messages", "total_messages_lifetime"), ("logins", "total_logins_lifetime"),
-                          ("ib_calls", "total_ib_calls_lifetime"), ("active_days", "total_active_days_lifetime"))),
+                          ("ib_calls", "total_ib_calls_lifetime"), ("active_days", "total_active_days_lifetime"),
+                          ("cancellations", "total_cancellations_lifetime"), ("no_shows", "total_no_shows_lifetime"),
+                          ("negative_calls", "total_negative_calls_lifetime"),
+                          ("escalations", "total_escalations_lifetime"), ("referrals", "referral_count"))),
+    OnDemand("payment_failures_per_tenure_day", RECENCY_VIEW, "per_tenure_day",
+             ("total_payment_attempts_lifetime", "total_payments_ok_lifetime", "signup_ts"), "lifetime"),
     OnDemand("session_velocity_change", TREND_VIEW, "per_day_change", ("session_count_7d", "session_count_30d"),
              "trend", divisors=(7, 30)),
     OnDemand("rating_trend", TREND_VIEW, "difference", ("avg_session_rating_7d", "avg_session_rating_30d"), "trend"),
@@ -534,9 +546,10 @@ def evaluate_on_demand(view: str, inputs: dict) -> dict:
             col = [days(n, us(v)) for n, v in zip(now, inputs[f.inputs[0]])]
             out[f.name] = col if f.op == "days_since" else [float(int(d // 1)) if d == d else d for d in col]
         elif f.op == "per_tenure_day":
-            tenure = [days(n, us(v)) for n, v in zip(now, inputs[f.inputs[1]])]
-            out[f.name] = [num(a) / (int(d // 1) + 1) if d == d and d >= 0 else nan
-                           for a, d in zip(inputs[f.inputs[0]], tenure)]
+            tenure = [days(n, us(v)) for n, v in zip(now, inputs[f.inputs[-1]])]
+            count = ([num(a) for a in inputs[f.inputs[0]]] if len(f.inputs) == 2 else
+                     [num(a) - num(b) for a, b in zip(inputs[f.inputs[0]], inputs[f.inputs[1]])])
+            out[f.name] = [c / (int(d // 1) + 1) if d == d and d >= 0 else nan for c, d in zip(count, tenure)]
         elif f.op == "per_day_change":
             da, db = f.divisors
             out[f.name] = [num(a) / da - num(b) / db for a, b in zip(inputs[f.inputs[0]], inputs[f.inputs[1]])]
@@ -553,7 +566,8 @@ def evaluate_on_demand(view: str, inputs: dict) -> dict:
 # The lifetime counts added for the per-tenure-day rates feed only those rates: a count grows with
 # tenure, so under a time split the test rows' counts lie beyond the training rows' and the net
 # extrapolates (measured: health R^2 0.86 x the oracle with them, docs/model.md); the rates do not grow.
-_RATE_ONLY_INPUTS = {f.inputs[0] for f in ON_DEMAND if f.op == "per_tenure_day"} - {"total_sessions_lifetime"}
+_RATE_ONLY_INPUTS = ({n for f in ON_DEMAND if f.op == "per_tenure_day" for n in f.inputs[:-1]}
+                     - {"total_sessions_lifetime", "referral_count"})   # the spec's: model inputs already
 _NOT_MODEL_INPUTS = ({f.name for f in CUSTOMER_FEATURES if isinstance(f, LastSeen)}
                      | {"primary_tutor_id", "primary_subject"} | _RATE_ONLY_INPUTS)
 # The schema kind of the 80 wide per-subject marketplace columns. They are the same for every

@@ -67,7 +67,7 @@ def build(features_uri: str) -> dict[str, object]:
     # path, offline retrieval and our fast online path without a pandas frame per request; the
     # formulas are the catalog's declarations (features.catalog.evaluate_on_demand).
     @on_demand_feature_view(
-        sources=[customer_view[[n for f in recency_fields for n in f.inputs]], request],
+        sources=[customer_view[list(dict.fromkeys(n for f in recency_fields for n in f.inputs))], request],
         schema=[Field(name=f.name, dtype=Float64) for f in recency_fields], mode="python",
         description="Time since last activity, computed from the request time (never the wall clock).",
     )

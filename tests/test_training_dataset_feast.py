@@ -9,6 +9,7 @@ from datetime import timedelta
 import pandas as pd
 import pytest
 
+from features import catalog as C
 from features.retrieval import model_columns
 from tests.eventlog import ev, local_feature_store, random_history, ts
 from training import dataset as D
@@ -126,6 +127,14 @@ def test_cli_dataset_then_train_on_a_small_simulation(tmp_path, capsys):
     hold = df["split"] != "train"
     assert df.loc[hold, "oracle_churn_30d"].notna().all() and df.loc[~hold, "oracle_churn_30d"].isna().all()
     assert ((df["event_timestamp"] + pd.Timedelta(days=30)) <= pd.Timestamp(meta["data_end"])).all()
+    # feature tables written by an older catalog (a column missing) are rebuilt, not fed to Feast
+    table = ws / "features" / f"{C.CUSTOMER_VIEW}.parquet"
+    pd.read_parquet(table).drop(columns=["total_messages_lifetime"]).to_parquet(table)
+    assert main(["dataset", "--workspace", str(ws), "--cadence-days", "7", "--oracle-paths", "10",
+                 "--no-progress"]) == 0
+    assert "predate the catalog (missing total_messages_lifetime)" in capsys.readouterr().out
+    assert "total_messages_lifetime" in pd.read_parquet(table).columns
+    assert pd.read_parquet(ds / "dataset.parquet").equals(df)
     # a bad argument names the field
     assert main(["dataset", "--workspace", str(ws), "--cadence-days", "0"]) == 2
     assert "--cadence-days" in capsys.readouterr().err
