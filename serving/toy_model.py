@@ -2,7 +2,7 @@
 
 The training package's own synthetic set (``training/synthetic.py``) uses a 15-feature toy
 schema; the serving path needs an artifact whose inputs are exactly the feature service's
-153 columns (``features.catalog.model_input_schema()``). This writes a synthetic dataset in
+columns (``features.catalog.model_input_schema()``). This writes a synthetic dataset in
 that schema, driven by two latent variables (``health``: engagement/satisfaction,
 ``friction``: call-centre load, failed payments), and trains it with the training package's
 real entry point (``training.sagemaker_entry.run_training``), so the artifact is a genuine
@@ -67,6 +67,11 @@ def make_dataset(n_rows: int = 2400, seed: int = 0):
             cols[name] = v
         elif name == "days_since_last_ib_call":
             cols[name] = np.round(rng.exponential(np.exp(2.5 - 1.0 * friction)), 2)
+        elif name.endswith("_per_tenure_day"):  # lifetime rates: friction drives the trouble kinds
+            trouble = name.startswith(("ib_calls", "negative_calls", "escalations", "payment_failures",
+                                       "cancellations", "no_shows"))
+            driver = np.exp(-0.5 + 1.2 * friction) * 0.07 if trouble else np.exp(0.6 * health) * 0.3
+            cols[name] = rng.gamma(4.0, 0.25, n) * driver
         elif name in ("session_velocity_change", "rating_trend", "engagement_trend", "spend_acceleration"):
             cols[name] = rng.normal(0, 1, n)
         else:  # the rest carries no signal: plausible non-negative noise, some nulls
