@@ -62,10 +62,15 @@ class Scorer:
         self._sleep = sleep
 
     def features(self, customer_ids: Sequence[str], request_time: datetime) -> list[dict[str, Any]]:
-        from features.retrieval import online_features
+        # the rows API: the same values as online_features without building a DataFrame (~2 ms of
+        # pandas per lookup, docs/serving.md)
+        from features.retrieval import online_feature_rows
 
-        frame = online_features(self.store, list(customer_ids), pd.Timestamp(request_time))
-        return frame_to_rows(frame, self.columns)
+        rows = online_feature_rows(self.store, list(customer_ids), pd.Timestamp(request_time))
+        missing = [c for c in self.columns if rows and c not in rows[0]]
+        if missing:
+            raise RuntimeError(f"online features lack model columns {missing}")
+        return [{c: _py(r[c]) for c in self.columns} for r in rows]
 
     def invoke(self, rows: list[Mapping[str, Any]]) -> list[dict[str, Any]]:
         return invoke_with_retry(lambda: self.endpoint.invoke(rows), self.retry, self._sleep)

@@ -132,6 +132,14 @@ def test_bad_customer_alerts_once_on_sns(world):
     reasons = [f["feature"] for f in ib["top_features"]]
     assert reasons and all(f["contribution"] > 0 for f in ib["top_features"])
     assert any(r.startswith(("ib_call_count_", "negative_sentiment_calls_", "escalation_count_")) for r in reasons[:3])
+    # the scorer reads rows without a DataFrame: the same values as the DataFrame API
+    from features.retrieval import online_features
+    from serving.scoring import frame_to_rows
+
+    scorer = service.scorer
+    ids = ["bad", "good", "calm", "nobody"]
+    assert scorer.features(ids, AS_OF) == frame_to_rows(online_features(world["store"], ids, pd.Timestamp(AS_OF)),
+                                                         scorer.columns)
     # the served vector was logged for drift
     served = pd.read_json(world["tmp"] / "serving" / world["config"].served_log, lines=True)
     assert set(served["customer_id"]) == {"bad", "good", "calm"} and "ib_call_count_14d" in served.columns
