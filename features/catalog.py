@@ -141,9 +141,13 @@ class WindowRatio:
 
 @dataclass(frozen=True)
 class LifetimeSum:
+    """``model_input=False``: stored and served to the on-demand views only (a count that grows with
+    tenure: under a time split the test rows' values lie beyond the training rows', docs/model.md)."""
+
     name: str
     metric: str
     category: str = "lifetime"
+    model_input: bool = True
     nullable = False
     kind = "count"
 
@@ -318,19 +322,19 @@ CUSTOMER_FEATURES: tuple[CustomerFeature, ...] = tuple(_window_features()) + (
     LifetimeSum("total_sessions_lifetime", "completed"),
     LifetimeSum("total_spend_lifetime", "payment_amount"),
     LifetimeSum("referral_count", "referrals"),
-    # lifetime activity, also divided by the tenure at request time (``ON_DEMAND``): 30-day windows
-    # see a month; a customer's long-run level needs the whole history
-    LifetimeSum("total_rated_sessions_lifetime", "rating_n"),
-    LifetimeSum("total_messages_lifetime", "messages"),
-    LifetimeSum("total_logins_lifetime", "logins"),
-    LifetimeSum("total_ib_calls_lifetime", "calls"),
-    LifetimeSum("total_active_days_lifetime", "active_day"),
-    LifetimeSum("total_cancellations_lifetime", "cancelled"),
-    LifetimeSum("total_no_shows_lifetime", "no_show"),
-    LifetimeSum("total_negative_calls_lifetime", "negative_calls"),
-    LifetimeSum("total_escalations_lifetime", "escalations"),
-    LifetimeSum("total_payment_attempts_lifetime", "payment_attempts"),
-    LifetimeSum("total_payments_ok_lifetime", "payments_ok"),
+    # lifetime counts for the per-tenure-day rates (``ON_DEMAND``): 30-day windows see a month; a
+    # customer's long-run level needs the whole history
+    LifetimeSum("total_rated_sessions_lifetime", "rating_n", model_input=False),
+    LifetimeSum("total_messages_lifetime", "messages", model_input=False),
+    LifetimeSum("total_logins_lifetime", "logins", model_input=False),
+    LifetimeSum("total_ib_calls_lifetime", "calls", model_input=False),
+    LifetimeSum("total_active_days_lifetime", "active_day", model_input=False),
+    LifetimeSum("total_cancellations_lifetime", "cancelled", model_input=False),
+    LifetimeSum("total_no_shows_lifetime", "no_show", model_input=False),
+    LifetimeSum("total_negative_calls_lifetime", "negative_calls", model_input=False),
+    LifetimeSum("total_escalations_lifetime", "escalations", model_input=False),
+    LifetimeSum("total_payment_attempts_lifetime", "payment_attempts", model_input=False),
+    LifetimeSum("total_payments_ok_lifetime", "payments_ok", model_input=False),
     LifetimeRatio("avg_lifetime_rating", "rating_sum", "rating_n"),
     FirstAbove("first_session_was_success", _completed_sessions, "student_rating", 4.0),
     # segment (subscription_tier is the spec's lifetime feature; ordinal-encoded by the model)
@@ -539,17 +543,24 @@ def evaluate_on_demand(view: str, inputs: dict) -> dict:
 
     out: dict[str, list] = {}
     now = [us(v) for v in inputs[REQUEST_TIME_FIELD]] if REQUEST_TIME_FIELD in inputs else None
+    since: dict[str, list] = {}  # timestamp input -> days since it (shared by the features reading it)
+
+    def days_since(name):
+        if name not in since:
+            since[name] = [days(n, us(v)) for n, v in zip(now, inputs[name])]
+        return since[name]
+
     for f in ON_DEMAND:
         if f.view != view:
             continue
         if f.op in ("days_since", "whole_days_since"):
-            col = [days(n, us(v)) for n, v in zip(now, inputs[f.inputs[0]])]
-            out[f.name] = col if f.op == "days_since" else [float(int(d // 1)) if d == d else d for d in col]
+            col = days_since(f.inputs[0])
+            out[f.name] = list(col) if f.op == "days_since" else [float(int(d // 1)) if d == d else d for d in col]
         elif f.op == "per_tenure_day":
-            tenure = [days(n, us(v)) for n, v in zip(now, inputs[f.inputs[-1]])]
             count = ([num(a) for a in inputs[f.inputs[0]]] if len(f.inputs) == 2 else
                      [num(a) - num(b) for a, b in zip(inputs[f.inputs[0]], inputs[f.inputs[1]])])
-            out[f.name] = [c / (int(d // 1) + 1) if d == d and d >= 0 else nan for c, d in zip(count, tenure)]
+            out[f.name] = [c / (int(d // 1) + 1) if d == d and d >= 0 else nan
+                           for c, d in zip(count, days_since(f.inputs[-1]))]
         elif f.op == "per_day_change":
             da, db = f.divisors
             out[f.name] = [num(a) / da - num(b) / db for a, b in zip(inputs[f.inputs[0]], inputs[f.inputs[1]])]
@@ -561,15 +572,12 @@ def evaluate_on_demand(view: str, inputs: dict) -> dict:
 
 
 # --------------------------------------------------------------------------- the model's input vector
-# The stored last-seen timestamps only feed the recency views; the primary tutor id and the primary
-# subject are lookup keys (of the tutor and subject views).
-# The lifetime counts added for the per-tenure-day rates feed only those rates: a count grows with
-# tenure, so under a time split the test rows' counts lie beyond the training rows' and the net
-# extrapolates (measured: health R^2 0.86 x the oracle with them, docs/model.md); the rates do not grow.
-_RATE_ONLY_INPUTS = ({n for f in ON_DEMAND if f.op == "per_tenure_day" for n in f.inputs[:-1]}
-                     - {"total_sessions_lifetime", "referral_count"})   # the spec's: model inputs already
+# The stored last-seen timestamps and the lifetime counts declared model_input=False only feed the
+# recency views; the primary tutor id and the primary subject are lookup keys (of the tutor and
+# subject views).
 _NOT_MODEL_INPUTS = ({f.name for f in CUSTOMER_FEATURES if isinstance(f, LastSeen)}
-                     | {"primary_tutor_id", "primary_subject"} | _RATE_ONLY_INPUTS)
+                     | {"primary_tutor_id", "primary_subject"}
+                     | {f.name for f in CUSTOMER_FEATURES if isinstance(f, LifetimeSum) and not f.model_input})
 # The schema kind of the 80 wide per-subject marketplace columns. They are the same for every
 # customer at a given time, so under a time split they mostly identify the date and the net
 # overfits on them (docs/model.md). They stay in the feature service (the spec lists them) and in

@@ -17,11 +17,13 @@ from pathlib import Path
 from feast import FeatureStore
 from feast.repo_config import RepoConfig
 
+from mhp import feast_online
+
 from . import feast_objects
 
 PROFILES = ("local", "aws-local", "aws")
 PROJECT = "marketplace_health"
-ONLINE_STORE_TYPE = "mhp.feast_online.BatchedSqliteOnlineStore"   # the embedded profile's online store
+ONLINE_STORE_TYPE = feast_online.TYPE   # the embedded profile's online store
 
 
 class ProfileError(ValueError):

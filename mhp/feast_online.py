@@ -3,7 +3,7 @@
 Feast's ``SqliteOnlineStore.online_write_batch`` runs one UPSERT statement per feature per row
 (~0.8 ms for a 67-feature row); this subclass sends the same rows to the same table with one
 ``executemany`` per batch. Reads, table layout and everything else are Feast's own, so values
-read back are identical (``tests/test_ingestion_parity.py``). Configured in
+read back are identical (``tests/test_feast_online.py`` compares the tables with the stock store's). Configured in
 ``feature_repo/feature_store.yaml`` as ``type: mhp.feast_online.BatchedSqliteOnlineStore``.
 """
 from __future__ import annotations

@@ -42,13 +42,16 @@ def _py(v: Any) -> Any:
     return v
 
 
-def frame_to_rows(frame: pd.DataFrame, columns: Sequence[str]) -> list[dict[str, Any]]:
-    missing = [c for c in columns if c not in frame.columns]
+def model_rows(records: Sequence[Mapping[str, Any]], columns: Sequence[str]) -> list[dict[str, Any]]:
+    """Online feature records -> the model's input rows: ``columns`` only, JSON-ready values."""
+    missing = [c for c in columns if records and c not in records[0]]
     if missing:
         raise RuntimeError(f"online features lack model columns {missing}")
-    data = {c: frame[c].tolist() for c in columns}
-    n = len(frame)
-    return [{c: _py(data[c][i]) for c in columns} for i in range(n)]
+    return [{c: _py(r[c]) for c in columns} for r in records]
+
+
+def frame_to_rows(frame: pd.DataFrame, columns: Sequence[str]) -> list[dict[str, Any]]:
+    return model_rows(frame.to_dict("records"), columns)
 
 
 class Scorer:
@@ -66,11 +69,8 @@ class Scorer:
         # pandas per lookup, docs/serving.md)
         from features.retrieval import online_feature_rows
 
-        rows = online_feature_rows(self.store, list(customer_ids), pd.Timestamp(request_time))
-        missing = [c for c in self.columns if rows and c not in rows[0]]
-        if missing:
-            raise RuntimeError(f"online features lack model columns {missing}")
-        return [{c: _py(r[c]) for c in self.columns} for r in rows]
+        return model_rows(online_feature_rows(self.store, list(customer_ids), pd.Timestamp(request_time)),
+                          self.columns)
 
     def invoke(self, rows: list[Mapping[str, Any]]) -> list[dict[str, Any]]:
         return invoke_with_retry(lambda: self.endpoint.invoke(rows), self.retry, self._sleep)

@@ -398,17 +398,17 @@ def ensure_feature_store(paths: Paths, until: datetime | None = None, progress: 
         raise DatasetBuildError(f"no event log at {paths.events}; run `mhp simulate --out {paths.root}` first")
     views = (C.CUSTOMER_VIEW,) + C.BATCH_VIEWS
     if not all(os.path.exists(source_path(paths.features, v)) for v in views):
-        log(f"features: none under {paths.features}; running the backfill")
-        run_backfill(paths.events, paths.features, until=until, progress=progress)
-    else:
+        stale = f"none under {paths.features}"
+    else:  # tables written by an older catalog: Feast would fail on the first missing column
         import pyarrow.parquet as pq
 
         have = set(pq.read_schema(source_path(paths.features, C.CUSTOMER_VIEW)).names)
         missing = [f.name for f in C.CUSTOMER_FEATURES if f.name not in have]
-        if missing:  # tables written by an older catalog: Feast would fail on the first missing column
-            log(f"features: the tables under {paths.features} predate the catalog (missing "
-                f"{', '.join(missing[:5])}{' ...' if len(missing) > 5 else ''}); running the backfill again")
-            run_backfill(paths.events, paths.features, until=until, progress=progress)
+        stale = missing and (f"the tables under {paths.features} predate the catalog (missing "
+                             f"{', '.join(missing[:5])}{' ...' if len(missing) > 5 else ''})")
+    if stale:
+        log(f"features: {stale}; running the backfill")
+        run_backfill(paths.events, paths.features, until=until, progress=progress)
     store = FS.open_store("local", paths.feast_state)
     # always (re-)register: idempotent, cheap, and a registry left by older code would not match
     # the definitions the retrieval code expects
