@@ -1,11 +1,11 @@
-# Fresh machine: `make demo` runs the whole pipeline, `make test` runs the suite.
+# Fresh machine: `make demo` runs the whole pipeline, `make test` runs the suite (`make test-fast`: the fast lane).
 PY ?= $(shell command -v python3.11 || command -v python3)
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 PYTEST_ARGS ?=
 
-.PHONY: install demo test bench clean
+.PHONY: install demo test test-fast bench clean
 
 $(BIN)/python:
 	$(PY) -m venv $(VENV)
@@ -24,6 +24,10 @@ demo: install
 test: install
 	GX_ANALYTICS_ENABLED=false $(BIN)/python -m pytest $(PYTEST_ARGS) || { rc=$$?; \
 	  if [ $$rc -eq 5 ]; then echo "pytest: no tests collected"; else exit $$rc; fi; }
+
+# The fast lane: contract, catalog, engines, handler, server, architecture (tests marked `fast`).
+test-fast: install
+	GX_ANALYTICS_ENABLED=false $(BIN)/python -m pytest -m fast $(PYTEST_ARGS)
 
 bench: install
 	$(BIN)/python -m bench

@@ -19,8 +19,8 @@ import time
 from datetime import datetime, timedelta
 from pathlib import Path
 
+from events.contract import TUTOR_KEYED_TYPES
 from features.state import DAY_US
-from ingestion.contract import TUTOR_KEYED_TYPES
 from ingestion.dead_letters import SQLiteDeadLetters
 from ingestion.handler import Ingester
 from ingestion.hooks import HIGH_SIGNAL_TYPES
@@ -265,7 +265,7 @@ def heavy_customer(per_day: int, days: int, seed: int = 3, cid: str = "c9999999"
     bookings) and a day tick at every midnight, as Kinesis records in stream order."""
     import random
 
-    from ingestion.contract import EVENT_MODELS
+    from events.contract import EVENT_MODELS
 
     rng = random.Random(seed)
     t0 = to_us(datetime.fromisoformat("2025-01-01T00:00:00+00:00"))
@@ -397,7 +397,7 @@ def _dynamo_ref(aws, recs: list[dict], name: str, lists=None, split_at: int | No
 def run(quick: bool) -> list[dict]:
     import os
 
-    from mhp import aws
+    from core import aws, local_aws
 
     customers, days = (200, 20) if quick else (1000, 45)
     load = "load avg {:.1f} {:.1f} {:.1f}".format(*os.getloadavg())
@@ -505,7 +505,7 @@ def run(quick: bool) -> list[dict]:
         print("  DynamoDB (moto) ...", flush=True)
         # DynamoDB on moto: requests and item bytes written per event, the same records for both
         sub = recs if quick else recs[-20_000:]   # full: the last records (histories built up)
-        with aws.moto_server():
+        with local_aws.moto_server():
             # the reference's requests and bytes, metered in process (moto takes ~25 ms per request here);
             # checked against moto on a prefix of the same records
             (r,) = _dynamo_ref(aws, sub, "sim", moto=False)

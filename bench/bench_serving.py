@@ -27,7 +27,7 @@ def _pct(xs, q):
 def _world(root: Path):
     from features import store as FS
     from features.backfill import run_backfill
-    from serving.toy_model import train_toy_model
+    from testing.toy_model import train_toy_model
     from tests.eventlog import ts, write_log
     from tests.test_serving_e2e import AS_OF, history
 
@@ -58,8 +58,8 @@ def run(quick: bool = False) -> list[dict]:
         store, model, as_of = _world(root)
         with InferenceServer(model, port=0) as srv:
             ep = HttpEndpoint(srv.url)
-            from serving.scoring import frame_to_rows
             from features.retrieval import model_columns
+            from serving.scoring import frame_to_rows
 
             vec = frame_to_rows(online_features(store, ["bad"], pd.Timestamp(as_of)), model_columns())[0]
             for _ in range(50):

@@ -8,10 +8,10 @@ from __future__ import annotations
 
 import time
 
+from testing.validation_frames import make_event_log, make_feature_table
 from validation.gate import run_gate
 from validation.specs import ColumnSpec
 from validation.suites import event_log_suite, feature_suite
-from validation.synthetic import make_event_log, make_feature_table
 
 FEATURE_SPECS = (
     [ColumnSpec(f"{m}_{w}d", "count", nullable=False) for m in ("sessions", "calls", "logins", "messages")

@@ -21,11 +21,11 @@ from datetime import datetime, timedelta, timezone
 
 import duckdb
 
-from ingestion.contract import SUBJECTS
+from core.storage import duckdb_connect, filesystem, write_parquet
+from core.times import DAY_US
+from events.contract import EVENT_LOG_SCHEMA, SUBJECTS
 
 from . import catalog as C
-
-DAY_US = 86_400_000_000
 
 
 @dataclasses.dataclass
@@ -301,7 +301,6 @@ def _marketplace_sql() -> str:
 def connect(events_uri: str) -> duckdb.DuckDBPyConnection:
     """A DuckDB connection that can read ``events_uri`` (local or s3://)."""
     if events_uri.startswith("s3://"):
-        from mhp.storage import duckdb_connect
 
         con = duckdb_connect()
     else:
@@ -318,8 +317,6 @@ def load_events(con: duckdb.DuckDBPyConnection, events_uri: str, until_us: int |
         import pyarrow as pa
         import pyarrow.dataset as pads
 
-        from ingestion.contract import EVENT_LOG_SCHEMA
-        from mhp.storage import filesystem
 
         fs, path = filesystem(events_uri)
         schema = EVENT_LOG_SCHEMA.append(pa.field("date", pa.string()))  # the contract's columns + partition
@@ -376,7 +373,6 @@ def run_backfill(events_uri: str, out_uri: str, until: datetime | None = None, p
 
 def _write(con: duckdb.DuckDBPyConnection, table: str, uri: str) -> None:
     if uri.startswith("s3://"):
-        from mhp.storage import write_parquet
 
         write_parquet(con.execute(f"SELECT * FROM {table}").to_arrow_table(), uri)
     else:

@@ -18,9 +18,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Union
 
-from ingestion.contract import CATEGORIES, CHANNELS, REGIONS, SUBJECTS, TIERS
-
-from .expr import EventFilter, eq, events, is_true, lt, present
+from events.contract import CATEGORIES, CHANNELS, REGIONS, SUBJECTS, TIERS
+from events.filters import EventFilter, eq, events, is_true, lt, present
 
 WINDOWS = (7, 14, 30)
 FIXED_POINT = 1_000_000

@@ -1,7 +1,7 @@
 """Render docs/features.md from the catalog (``mhp features-doc``); a test keeps the file in sync."""
 from __future__ import annotations
 
-from ingestion.contract import SUBJECTS
+from events.contract import SUBJECTS
 
 from . import catalog as C
 

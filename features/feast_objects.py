@@ -72,7 +72,10 @@ def build(features_uri: str) -> dict[str, object]:
         description="Time since last activity, computed from the request time (never the wall clock).",
     )
     def customer_recency(inputs: dict) -> dict:
-        from features.catalog import RECENCY_VIEW, evaluate_on_demand  # serialized: import in the body
+        from features.catalog import (  # lazy: Feast serializes on-demand functions; their imports must be in the body
+            RECENCY_VIEW,
+            evaluate_on_demand,
+        )
 
         return evaluate_on_demand(RECENCY_VIEW, inputs)
 
@@ -82,7 +85,10 @@ def build(features_uri: str) -> dict[str, object]:
         description="Short- versus long-window changes of the customer's behaviour.",
     )
     def customer_trends(inputs: dict) -> dict:
-        from features.catalog import TREND_VIEW, evaluate_on_demand
+        from features.catalog import (  # lazy: Feast serializes on-demand functions; their imports must be in the body
+            TREND_VIEW,
+            evaluate_on_demand,
+        )
 
         return evaluate_on_demand(TREND_VIEW, inputs)
 

@@ -8,14 +8,15 @@ from __future__ import annotations
 from datetime import datetime
 from pathlib import Path
 
-from mhp import storage
+from core import storage
+from validation.gate import run_gate
+from validation.specs import ColumnSpec
+from validation.suites import event_log_suite, feature_suite
 
 from . import catalog as C
 
 
 def check_event_log(events_uri: str, until: datetime, report_dir: Path):
-    from validation.gate import run_gate
-    from validation.suites import event_log_suite
 
     df = storage.read_parquet(events_uri).to_pandas()
     df = df.drop(columns=[c for c in ("date",) if c in df.columns])
@@ -23,9 +24,6 @@ def check_event_log(events_uri: str, until: datetime, report_dir: Path):
 
 
 def check_snapshots(outputs: dict[str, str], report_dir: Path) -> list:
-    from validation.gate import run_gate
-    from validation.specs import ColumnSpec
-    from validation.suites import feature_suite
 
     results = []
     for view, uri in outputs.items():

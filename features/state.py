@@ -23,9 +23,10 @@ from __future__ import annotations
 import math
 from typing import Any, Mapping
 
+from core.times import DAY_US
+
 from . import catalog as C
 
-DAY_US = 86_400_000_000
 _METRIC_INDEX = {m.name: i for i, m in enumerate(C.METRICS)}
 _N_METRICS = len(C.METRICS)
 

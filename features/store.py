@@ -2,7 +2,7 @@
 
 | profile   | online   | offline data + registry                      |
 |-----------|----------|----------------------------------------------|
-| local     | SQLite (Feast's store, batched writes: ``mhp.feast_online``) | local Parquet (DuckDB), local registry |
+| local     | SQLite (Feast's store, batched writes: ``features.feast_online``) | local Parquet (DuckDB), local registry |
 | aws-local | DynamoDB | Parquet + registry on S3, all on a moto server |
 | aws       | DynamoDB | Parquet + registry on S3                     |
 
@@ -17,7 +17,8 @@ from pathlib import Path
 from feast import FeatureStore
 from feast.repo_config import RepoConfig
 
-from mhp import feast_online
+from core import aws
+from features import feast_online
 
 from . import feast_objects
 
@@ -45,13 +46,12 @@ def repo_config(profile: str, state_dir: str | os.PathLike, data_uri: str | None
         }
     if not (data_uri or "").startswith("s3://"):
         raise ProfileError(f"data location: profile {profile!r} expects an s3:// URI, got {data_uri!r}")
-    from mhp import aws
 
     endpoint = aws.endpoint_url() if profile == "aws-local" else None
     if profile == "aws-local" and not endpoint:
         raise ProfileError("profile 'aws-local' expects AWS_ENDPOINT_URL to point at a moto server")
     online = {"type": "dynamodb", "region": aws.region()}
-    offline = {"type": "mhp.feast_offline.S3DuckDBOfflineStore"}
+    offline = {"type": "features.feast_offline.S3DuckDBOfflineStore"}
     if endpoint:
         online["endpoint_url"] = endpoint
         offline["s3_endpoint_url"] = endpoint

@@ -19,6 +19,8 @@ import threading
 from pathlib import Path
 from typing import Protocol
 
+from core import aws
+
 MAX_DATA_CHARS = 64 * 1024
 
 
@@ -85,14 +87,12 @@ class SQSDeadLetters:
     """One SendMessageBatch per 10 letters; any failed entry raises (the records are retried)."""
 
     def __init__(self, queue_url: str, client=None):
-        from mhp import aws
 
         self.queue_url = queue_url
         self.sqs = client or aws.boto3_client("sqs")
 
     @classmethod
     def create(cls, name: str, client=None) -> "SQSDeadLetters":
-        from mhp import aws
 
         sqs = client or aws.boto3_client("sqs")
         return cls(sqs.create_queue(QueueName=name)["QueueUrl"], sqs)

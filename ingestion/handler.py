@@ -43,13 +43,14 @@ from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, process_partial_response
 
 from features import state as S
+from features.store import open_store
 
 from . import engine
-from .dead_letters import DeadLetterSink, letter
+from .dead_letters import DeadLetterSink, SQSDeadLetters, letter
 from .hooks import NoOpScoringHook, ScoringHook
-from .push import Pusher
-from .records import FUTURE_TOLERANCE_US, MAX_RECORD_BYTES, Decoded, DeadLetter, decode, from_us, horizon_key
-from .state_store import Item, StateStore
+from .push import FeastPusher, Pusher
+from .records import FUTURE_TOLERANCE_US, MAX_RECORD_BYTES, DeadLetter, Decoded, decode, from_us, horizon_key
+from .state_store import DynamoDBStateStore, Item, StateStore
 
 logger = Logger(service="mhp-ingestion")
 
@@ -300,11 +301,7 @@ _INGESTER: Ingester | None = None
 
 def build_from_env() -> Ingester:
     """The AWS deployment: MHP_STATE_TABLE (DynamoDB), MHP_DLQ_URL (SQS), MHP_DATA_URI (s3:// Feast registry)."""
-    from features.store import open_store
 
-    from .dead_letters import SQSDeadLetters
-    from .push import FeastPusher
-    from .state_store import DynamoDBStateStore
 
     profile = os.environ.get("MHP_PROFILE", "aws")
     store = open_store(profile, os.environ.get("MHP_STATE_DIR", "/tmp/mhp-feast"), os.environ["MHP_DATA_URI"])

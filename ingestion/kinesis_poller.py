@@ -17,7 +17,7 @@ import json
 from dataclasses import dataclass
 
 from .dead_letters import letter
-from .records import kinesis_record, to_us
+from .records import kinesis_record, partition_key_of, to_us
 
 
 @dataclass
@@ -114,7 +114,6 @@ class KinesisPoller:
 
 def put_stream_lines(kinesis, stream_name: str, lines: list[bytes]) -> int:
     """Producer helper: put JSON lines on the stream, partitioned by their entity key, in order."""
-    from .records import partition_key_of
 
     n = 0
     for i in range(0, len(lines), 500):

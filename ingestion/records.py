@@ -2,7 +2,7 @@
 
 Two record kinds share the stream, both JSON objects partitioned by their entity key:
 
-* **events** (``ingestion.contract``): ``{"event_id", "event_type", "timestamp", ...}``;
+* **events** (``events.contract``): ``{"event_id", "event_type", "timestamp", ...}``;
   partition key = ``customer_id`` (``tutor_id`` for tutor-keyed types);
 * **day ticks** (control records that advance a customer's clock to a UTC midnight so
   windows decay online)::
@@ -23,15 +23,19 @@ import binascii
 import json
 import re
 from dataclasses import dataclass
-from datetime import date, datetime, timedelta, timezone
+from datetime import date, datetime
 from typing import Any
 
-from features.state import DAY_US
+from core.times import DAY_US, EPOCH, from_us, to_us
+from events.contract import (
+    EVENT_MODELS,
+    TUTOR_KEYED_TYPES,
+    EventValidationError,
+    format_timestamp,
+    parse_event,
+    try_parse_event_bytes,
+)
 
-from .contract import (EVENT_MODELS, TUTOR_KEYED_TYPES, EventValidationError, format_timestamp, parse_event,
-                       try_parse_event_bytes)
-
-EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
 TICK_TYPE = "day_tick"
 MAX_RECORD_BYTES = 16 * 1024          # contract events are < 1 KiB; anything this big is hostile
 FUTURE_TOLERANCE_US = 3_600_000_000   # event time may lead the arrival time by at most 1 h (producer clock skew)
@@ -74,14 +78,6 @@ class Decoded:
     event_id: str | None = None
     event_type: str | None = None
     record: dict | None = None   # the validated event's fields (name -> value) for kind "event"
-
-
-def to_us(ts: datetime) -> int:
-    return (ts - EPOCH) // timedelta(microseconds=1)
-
-
-def from_us(ts_us: int) -> datetime:
-    return EPOCH + timedelta(microseconds=ts_us)
 
 
 def tick_record(customer_id: str, midnight_us: int) -> dict:

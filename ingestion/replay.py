@@ -13,9 +13,9 @@ import json
 import os
 from typing import Iterator
 
+from events.contract import TUTOR_KEYED_TYPES
 from features.state import DAY_US
 
-from .contract import TUTOR_KEYED_TYPES
 from .records import kinesis_record, partition_key_of, tick_record, to_us
 from .ticks import TickPlanner
 

@@ -36,10 +36,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterable, Protocol
 
+from core import aws
+from events.contract import CATEGORIES, CHANNELS, REGIONS, SUBJECTS, TIERS
 from features import catalog as C
 from features import state as S
-
-from .contract import CATEGORIES, CHANNELS, REGIONS, SUBJECTS, TIERS
 
 RECENT_IDS = 16
 CHECKPOINT_PREFIX = "#checkpoint:"
@@ -321,7 +321,6 @@ class DynamoDBStateStore:
     """
 
     def __init__(self, table: str, client=None, create: bool = True, max_workers: int = 16):
-        from mhp import aws
 
         self.max_workers = max_workers
         self.table = table

@@ -9,33 +9,18 @@ import argparse
 import importlib
 import sys
 
+from core.errors import UsageError
+
 COMMAND_MODULES: list[str] = [
-    "simulator.cli",
-    "validation.cli",
-    "features.cli",
-    "ingestion.cli",
-    "serving.cli",
-    "training.cli",
-    "training.dataset_cli",
+    "mhp.commands.simulate",
+    "mhp.commands.validate",
+    "mhp.commands.features",
+    "mhp.commands.ingest",
+    "mhp.commands.serve",
+    "mhp.commands.train",
+    "mhp.commands.dataset",
     "mhp.demo",
 ]
-
-
-class UsageError(Exception):
-    """A bad argument or config value; the message names the field and what was expected."""
-
-
-def parse_utc_time(value: str, field: str):
-    """An ISO-8601 time with an offset (``...Z``), as UTC; a UsageError naming ``field`` otherwise."""
-    from datetime import datetime, timezone
-
-    try:
-        t = datetime.fromisoformat(value.replace("Z", "+00:00"))
-    except ValueError:
-        raise UsageError(f"{field}: expected an ISO-8601 UTC time such as 2025-03-01T00:00:00Z, got {value!r}") from None
-    if t.tzinfo is None:
-        raise UsageError(f"{field}: expected a timezone offset (e.g. a trailing Z), got naive {value!r}")
-    return t.astimezone(timezone.utc)
 
 
 def build_parser() -> argparse.ArgumentParser:

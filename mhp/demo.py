@@ -23,7 +23,8 @@ from collections import Counter
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
-from mhp import storage, workspace
+from core import aws, local_aws, storage, workspace
+from core.errors import UsageError
 
 DAY = timedelta(days=1)
 
@@ -57,7 +58,6 @@ class _Steps:
 
 
 def cmd_demo(args) -> int:
-    from mhp.cli import UsageError
 
     if args.customers <= 0 or args.days <= 0:
         raise UsageError("--customers and --days: expected positive integers")
@@ -65,9 +65,8 @@ def cmd_demo(args) -> int:
         raise UsageError(f"--live-days: expected 1..{max(args.days - 75, 1)} (the history needs >= 75 days for "
                          f"training windows and 30-day labels), got {args.live_days}")
     if args.profile == "aws-local":
-        from mhp import aws
 
-        with aws.moto_server() as endpoint:
+        with local_aws.moto_server() as endpoint:
             print(f"moto server on {endpoint} (DynamoDB, S3, SNS, SQS)")
             return _run(args)
     return _run(args)
@@ -76,10 +75,13 @@ def cmd_demo(args) -> int:
 def _run(args) -> int:
     import shutil
 
-    from features.backfill import run_backfill
-    from features.quality import check_event_log, check_snapshots
-    from features.store import apply, open_store
-    from mhp.cli import main as mhp
+    from features.backfill import run_backfill  # lazy: loaded only when this command runs (keeps `mhp --help` light)
+    from features.quality import (  # lazy: loaded only when this command runs (keeps `mhp --help` light)
+        check_event_log,
+        check_snapshots,
+    )
+    from features.store import apply, open_store  # lazy: loaded only when this command runs (keeps `mhp --help` light)
+    from mhp.cli import main as mhp  # lazy: loaded only when this command runs (keeps `mhp --help` light)
 
     root = Path(args.workspace).resolve()
     if root.exists():
@@ -97,7 +99,6 @@ def _run(args) -> int:
 
     ws = workspace.Workspace(root=str(root), state=root, profile=args.profile)
     if args.profile == "aws-local":
-        from mhp import aws
 
         aws.ensure_bucket("mhp-demo")
         ws = workspace.Workspace(root="s3://mhp-demo/ws", state=root, profile=args.profile)
@@ -127,24 +128,24 @@ def _run(args) -> int:
         store.materialize(start_date=start - 400 * DAY, end_date=history_end)
 
     with steps.step("point-in-time training set (labels observed before the live days)"):
-        from training.dataset import build_training_set
+        from training.dataset import build_training_set  # lazy: loaded only when this command runs (keeps `mhp --help` light)
 
         ds = build_training_set(ws.events, ws.features, store, root / "dataset", sim_dir=str(root),
                                 data_end=history_end)
         print(f"dataset: {ds.path if hasattr(ds, 'path') else root / 'dataset'}")
 
     with steps.step("train the multi-task model (SageMaker training contract)"):
-        from training.artifact import pack_model_dir
-        from training.sagemaker_entry import run_training
+        from training.artifact import pack_model_dir  # lazy: loaded only when this command runs (keeps `mhp --help` light)
+        from training.sagemaker_entry import run_training  # lazy: loaded only when this command runs (keeps `mhp --help` light)
 
         outcome = run_training(str(root / "dataset"), root / "model" / "model", root / "model" / "report",
                                {"epochs": args.epochs})
         tarball = pack_model_dir(root / "model" / "model", root / "model" / "model.tar.gz")
         print(outcome.table)
 
-    from serving.config import ServingConfig
-    from serving.runtime import build_service
-    from serving.server import InferenceServer
+    from serving.config import ServingConfig  # lazy: loaded only when this command runs (keeps `mhp --help` light)
+    from serving.runtime import build_service  # lazy: loaded only when this command runs (keeps `mhp --help` light)
+    from serving.server import InferenceServer  # lazy: loaded only when this command runs (keeps `mhp --help` light)
 
     with steps.step("serve + replay the live days through the stream ingester, scoring and alerting"):
         server = InferenceServer(str(tarball), port=0).start()
@@ -166,14 +167,18 @@ def _run(args) -> int:
 
 
 def _replay(args, ws, root, store, service, start, history_end, end) -> dict:
-    from features import catalog as C
-    from ingestion.cli import build_ingester
-    from ingestion.hooks import NoOpScoringHook
-    from ingestion.push import MemoryPusher
-    from ingestion.replay import StreamReplay
-    from serving.batch import active_customers, score_all
-    from serving.hook import ServingScoringHook
     from tqdm import tqdm
+
+    from features import catalog as C  # lazy: loaded only when this command runs (keeps `mhp --help` light)
+    from ingestion.hooks import NoOpScoringHook  # lazy: loaded only when this command runs (keeps `mhp --help` light)
+    from ingestion.push import MemoryPusher  # lazy: loaded only when this command runs (keeps `mhp --help` light)
+    from ingestion.replay import StreamReplay  # lazy: loaded only when this command runs (keeps `mhp --help` light)
+    from mhp.commands.ingest import build_ingester  # lazy: loaded only when this command runs (keeps `mhp --help` light)
+    from serving.batch import (  # lazy: loaded only when this command runs (keeps `mhp --help` light)
+        active_customers,
+        score_all,
+    )
+    from serving.hook import ServingScoringHook  # lazy: loaded only when this command runs (keeps `mhp --help` light)
 
     ingester, _ = build_ingester(ws)
     feast_pusher = ingester.pusher
@@ -241,8 +246,7 @@ def _summary(args, root: Path, outcome, live: dict, alerts: list[dict], steps: _
 
 def _subscribe_queue(topic_name: str) -> str:
     """An SQS queue subscribed to the alert topic, to read back what SNS delivered."""
-    from mhp import aws
-    from serving.sinks import ensure_topic
+    from serving.sinks import ensure_topic  # lazy: loaded only when this command runs (keeps `mhp --help` light)
 
     sqs = aws.boto3_client("sqs")
     url = sqs.create_queue(QueueName="mhp-demo-alerts")["QueueUrl"]
@@ -256,6 +260,5 @@ def _read_alerts(root: Path, queue_url: str | None) -> list[dict]:
     if queue_url is None:
         path = root / "alerts" / "alerts.jsonl"
         return [json.loads(line) for line in path.read_text().splitlines() if line.strip()] if path.exists() else []
-    from mhp import aws
 
     return aws.drain_queue(queue_url)

@@ -11,12 +11,13 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Sequence
 
+from features.backfill import connect
+
 from .service import Outcome, ScoringService
 from .state import to_us
 
 
 def active_customers(events_uri: str, at: datetime) -> list[str]:
-    from features.backfill import connect
 
     con = connect(events_uri)
     glob = events_uri.rstrip("/") + "/**/*.parquet"

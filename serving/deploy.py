@@ -33,7 +33,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
-from mhp import aws
+from core import aws
 
 SCALABLE_DIMENSION = "sagemaker:variant:DesiredInstanceCount"
 DEFAULT_STEPS = (0.1, 0.5, 1.0)

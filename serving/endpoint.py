@@ -20,6 +20,8 @@ from dataclasses import dataclass
 from typing import Any, Callable, Mapping, Protocol, Sequence
 from urllib.parse import urlsplit
 
+from core import aws
+
 
 class EndpointError(RuntimeError):
     pass
@@ -158,7 +160,6 @@ class SageMakerEndpoint:
         if client is None:
             from botocore.config import Config
 
-            from mhp import aws
 
             client = aws.boto3_client("sagemaker-runtime", config=Config(
                 connect_timeout=connect_timeout, read_timeout=read_timeout, retries={"max_attempts": 1}))

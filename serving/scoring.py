@@ -18,6 +18,8 @@ from typing import Any, Callable, Mapping, Sequence
 
 import pandas as pd
 
+from features.retrieval import model_columns, online_feature_rows
+
 from .alerts import iso
 from .endpoint import Endpoint, RetryPolicy, invoke_with_retry
 from .served_log import ServedLog
@@ -58,7 +60,6 @@ class Scorer:
     def __init__(self, store, endpoint: Endpoint, served_log: ServedLog | None = None,
                  retry: RetryPolicy = RetryPolicy(), columns: Sequence[str] | None = None,
                  sleep: Callable[[float], None] = time.sleep):
-        from features.retrieval import model_columns
 
         self.store, self.endpoint, self.served_log, self.retry = store, endpoint, served_log, retry
         self.columns = list(columns or model_columns())
@@ -67,7 +68,6 @@ class Scorer:
     def features(self, customer_ids: Sequence[str], request_time: datetime) -> list[dict[str, Any]]:
         # the rows API: the same values as online_features without building a DataFrame (~2 ms of
         # pandas per lookup, docs/serving.md)
-        from features.retrieval import online_feature_rows
 
         return model_rows(online_feature_rows(self.store, list(customer_ids), pd.Timestamp(request_time)),
                           self.columns)

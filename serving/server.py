@@ -30,6 +30,8 @@ import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
+from training.artifact import load_artifact
+
 log = logging.getLogger("mhp.serving.server")
 
 DEFAULT_PORT = 8080
@@ -165,7 +167,6 @@ class InferenceServer:
     def __init__(self, model, host: str = "127.0.0.1", port: int = DEFAULT_PORT,
                  max_body_bytes: int = DEFAULT_MAX_BODY_BYTES):
         if isinstance(model, (str, bytes)) or hasattr(model, "__fspath__"):
-            from training.artifact import load_artifact
 
             model = load_artifact(model)
         self.artifact = model

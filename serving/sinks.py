@@ -10,6 +10,8 @@ import threading
 from pathlib import Path
 from typing import Any, Protocol
 
+from core import aws
+
 
 class AlertSink(Protocol):
     name: str
@@ -47,7 +49,6 @@ class SnsSink:
     """Publish each alert as a JSON message to an SNS topic, with filterable attributes."""
 
     def __init__(self, topic_arn: str, client=None):
-        from mhp import aws
 
         self.topic_arn = topic_arn
         self.name = f"sns:{topic_arn}"
@@ -62,7 +63,6 @@ class SnsSink:
 
 def ensure_topic(name: str, client=None) -> str:
     """Create (idempotent) the SNS topic ``name``; returns its ARN."""
-    from mhp import aws
 
     client = client or aws.boto3_client("sns")
     return client.create_topic(Name=name)["TopicArn"]

@@ -20,11 +20,11 @@ import json
 import sqlite3
 import threading
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import datetime
 from pathlib import Path
 from typing import Any, Iterable
 
-EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+from core.times import from_us, to_us
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS cooldown (
@@ -39,16 +39,6 @@ CREATE TABLE IF NOT EXISTS pending (
     last_error TEXT, state TEXT NOT NULL DEFAULT 'retry',
     PRIMARY KEY (customer_id, as_of_us));
 """
-
-
-def to_us(t: datetime) -> int:
-    if t.tzinfo is None:
-        raise ValueError("as-of time must be timezone-aware UTC")
-    return (t - EPOCH) // timedelta(microseconds=1)
-
-
-def from_us(us: int) -> datetime:
-    return EPOCH + timedelta(microseconds=us)
 
 
 @dataclass(frozen=True)

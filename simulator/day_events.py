@@ -10,11 +10,11 @@ from dataclasses import dataclass, fields
 
 import numpy as np
 
-from ingestion.contract import EVENT_TYPES
+from events.contract import EVENT_TYPES
 
 CODE = {name: np.int8(i) for i, name in enumerate(EVENT_TYPES)}
-COMPLETED, CANCELLED, NO_SHOW = 0, 1, 2          # ingestion.contract.SESSION_STATUSES order
-BY_STUDENT, BY_TUTOR = 0, 1                      # ingestion.contract.CANCELLERS order
+COMPLETED, CANCELLED, NO_SHOW = 0, 1, 2          # events.contract.SESSION_STATUSES order
+BY_STUDENT, BY_TUTOR = 0, 1                      # events.contract.CANCELLERS order
 FAILURE_REASONS = ("card_declined", "insufficient_funds", "expired_card")
 CANCEL_REASONS = ("too_expensive", "tutor_quality", "scheduling", "no_longer_needed", "payment_failure")
 
@@ -73,7 +73,7 @@ class DayEvents:
         return len(self.etype)
 
     def label_counts(self, n: int, keep: np.ndarray) -> dict[str, np.ndarray]:
-        """Per-customer inputs of training.labels over the kept events (vectorised bincount)."""
+        """Per-customer inputs of labels over the kept events (vectorised bincount)."""
         e = self.select(keep & (self.cust >= 0))
         session = e.etype == CODE["session_completed"]
         completed = session & (e.status == COMPLETED)

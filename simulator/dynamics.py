@@ -11,8 +11,10 @@ from dataclasses import dataclass, fields
 
 import numpy as np
 
+from core.times import DAY_US
+
 from .day_events import BY_STUDENT, BY_TUTOR, CANCELLED, COMPLETED, NO_SHOW, DayEvents
-from .params import DAY_US, MINUTE_US, PARAMS, Params
+from .params import MINUTE_US, PARAMS, Params
 from .world import Customers, Tutors
 
 HOUR_US = 3600 * 1_000_000

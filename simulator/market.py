@@ -10,8 +10,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from core.times import DAY_US
+
 from .day_events import DayEvents
-from .params import DAY_US, PARAMS, Params
+from .params import PARAMS, Params
 from .world import Tutors
 
 

@@ -4,7 +4,7 @@ For each row the customer's latent state at 00:00 UTC of day(t) is read from
 truth.parquet (the state that governs the whole of day(t)), copied ``n_paths``
 times together with the state of the customer's subject market, and pushed
 forward with the simulator's own ``step_market`` / ``step_customers`` for
-day(t) .. day(t) + LABEL_HORIZON_DAYS. Labels are training.labels' functions of
+day(t) .. day(t) + LABEL_HORIZON_DAYS. Labels are labels' functions of
 each path's events in (t, t + horizon].
 
 The intra-day part of day(t): day(t) is simulated whole, from its midnight
@@ -26,8 +26,15 @@ import numpy as np
 import pandas as pd
 import pyarrow.parquet as pq
 
-from training.labels import (
-    CALLS_DAYS, CHURN_DAYS, HEALTH_DAYS, LABEL_HORIZON_DAYS, churn_label, health_score, ib_calls_label,
+from core.times import DAY_US
+from labels import (
+    CALLS_DAYS,
+    CHURN_DAYS,
+    HEALTH_DAYS,
+    LABEL_HORIZON_DAYS,
+    churn_label,
+    health_score,
+    ib_calls_label,
 )
 
 from .config import SimConfig
@@ -35,7 +42,7 @@ from .day_events import CODE
 from .dynamics import CustomerState, step_customers
 from .market import MarketState, step_market
 from .output import filesystem
-from .params import DAY_US, PARAMS, Params
+from .params import PARAMS, Params
 from .records import day_start_us
 from .world import World, build_world, rng_for
 

@@ -1,7 +1,7 @@
 """Where the simulation goes: a local folder or an s3://bucket/prefix, through fsspec.
 
 Layout under OUT:
-    events/date=YYYY-MM-DD/part-0.parquet   the event log (ingestion.contract.EVENT_LOG_SCHEMA)
+    events/date=YYYY-MM-DD/part-0.parquet   the event log (events.contract.EVENT_LOG_SCHEMA)
     stream.jsonl                            every event, ordered by (timestamp, event_id)
     truth.parquet                           latent state per (customer_id, date), at 00:00 UTC
     simulation.json                         the SimConfig (the oracle rebuilds the world from it)

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-DAY_US = 86_400 * 1_000_000
 MINUTE_US = 60 * 1_000_000
 
 

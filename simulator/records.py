@@ -11,13 +11,22 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from ingestion.contract import (
-    CALL_CATEGORIES, CANCELLERS, CATEGORIES, CHANNELS, EVENT_LOG_SCHEMA, EVENT_TYPES, REGIONS, SCHEMA_VERSION,
-    SESSION_STATUSES, SUBJECTS, TIERS,
+from core.times import DAY_US
+from events.contract import (
+    CALL_CATEGORIES,
+    CANCELLERS,
+    CATEGORIES,
+    CHANNELS,
+    EVENT_LOG_SCHEMA,
+    EVENT_TYPES,
+    REGIONS,
+    SCHEMA_VERSION,
+    SESSION_STATUSES,
+    SUBJECTS,
+    TIERS,
 )
 
 from .day_events import CANCEL_REASONS, CODE, FAILURE_REASONS, DayEvents
-from .params import DAY_US
 from .world import World, subject_category_index
 
 EPOCH = dt.date(1970, 1, 1)

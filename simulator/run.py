@@ -8,12 +8,14 @@ from typing import Callable, Iterable
 import numpy as np
 import pyarrow as pa
 
+from core.times import DAY_US
+
 from .config import SimConfig
 from .day_events import CODE, DayEvents
 from .dynamics import CustomerState, step_customers
 from .market import MarketState, step_market, tutor_availability
 from .output import SimulationOutput
-from .params import DAY_US, PARAMS, Params
+from .params import PARAMS, Params
 from .records import RecordBuilder, json_lines
 from .summary import BaseRates
 from .world import World, build_world, rng_for

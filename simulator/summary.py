@@ -2,7 +2,7 @@
 
 A window starts every WINDOW_EVERY days at 00:00 UTC of an anchor day and covers
 whole days (anchor .. anchor + horizon - 1) for the customers subscribed at
-that midnight; the labels are training.labels' functions of those counts.
+that midnight; the labels are labels' functions of those counts.
 """
 from __future__ import annotations
 
@@ -10,8 +10,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from ingestion.contract import EVENT_TYPES
-from training.labels import CALLS_DAYS, CHURN_DAYS, HEALTH_DAYS, churn_label, health_score, ib_calls_label
+from events.contract import EVENT_TYPES
+from labels import CALLS_DAYS, CHURN_DAYS, HEALTH_DAYS, churn_label, health_score, ib_calls_label
 
 from .day_events import DayEvents
 

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ingestion.contract import CATEGORIES, REGIONS, SUBJECT_CATEGORY, SUBJECTS
+from events.contract import CATEGORIES, REGIONS, SUBJECT_CATEGORY, SUBJECTS
 
 from .config import SimConfig
 from .params import PARAMS, Params

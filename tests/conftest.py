@@ -3,8 +3,7 @@ from __future__ import annotations
 
 import pytest
 
-from mhp import aws
-
+from core import local_aws
 
 # --- AWS (moto on 127.0.0.1) -------------------------------------------------
 # One moto server per test session (starting one costs ~0.3 s); each test that
@@ -14,7 +13,7 @@ from mhp import aws
 @pytest.fixture(scope="session")
 def moto_server_url():
     """Session-scoped moto server URL. Sets NO env vars; prefer `moto_endpoint`."""
-    with aws.moto_server(set_env=False) as endpoint:
+    with local_aws.moto_server(set_env=False) as endpoint:
         yield endpoint
 
 
@@ -23,8 +22,8 @@ def moto_endpoint(moto_server_url):
     """Function-scoped: endpoint URL of a clean moto server, with AWS_ENDPOINT_URL,
     FEAST_S3_ENDPOINT_URL, MHP_AWS_ENDPOINT_URL, dummy credentials and region set
     for the test and restored after it; all moto state is reset after the test."""
-    with aws.patched_env(aws.moto_env(moto_server_url)):
+    with local_aws.patched_env(local_aws.moto_env(moto_server_url)):
         try:
             yield moto_server_url
         finally:
-            aws.reset_moto(moto_server_url)
+            local_aws.reset_moto(moto_server_url)

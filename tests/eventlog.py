@@ -9,9 +9,9 @@ from datetime import datetime, timedelta, timezone
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from events.contract import EVENT_LOG_SCHEMA, format_timestamp, parse_event
 from features import catalog as C
 from features import state as S
-from ingestion.contract import EVENT_LOG_SCHEMA, format_timestamp, parse_event
 
 EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
 _ids = itertools.count()

@@ -3,8 +3,13 @@ import json
 
 import pytest
 
-from ingestion.contract import (
-    EVENT_LOG_SCHEMA, EVENT_MODELS, EVENT_TYPES, EventValidationError, parse_event, parse_event_bytes,
+from events.contract import (
+    EVENT_LOG_SCHEMA,
+    EVENT_MODELS,
+    EVENT_TYPES,
+    EventValidationError,
+    parse_event,
+    parse_event_bytes,
     parse_event_json,
 )
 

@@ -5,7 +5,7 @@ import re
 
 import pytest
 
-from ingestion.contract import EVENT_LOG_SCHEMA, EVENT_TYPES, TUTOR_KEYED_TYPES, parse_event_json
+from events.contract import EVENT_LOG_SCHEMA, EVENT_TYPES, TUTOR_KEYED_TYPES, parse_event_json
 
 DOC = pathlib.Path(__file__).resolve().parents[1] / "docs" / "events.md"
 EXAMPLES = re.findall(r"```json\n(.*?)```", DOC.read_text(), flags=re.S)

@@ -1,4 +1,4 @@
-"""mhp.feast_online.BatchedSqliteOnlineStore writes exactly what Feast's SQLite store writes.
+"""features.feast_online.BatchedSqliteOnlineStore writes exactly what Feast's SQLite store writes.
 
 The same rows (ints, floats, strings, booleans, nulls, a second write that overwrites) go to two
 toy repos that differ only in the online store type; the online tables must be equal row for

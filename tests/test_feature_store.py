@@ -11,11 +11,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from core import aws, storage
 from features import catalog as C
 from features import store as FS
 from features.backfill import run_backfill
 from features.retrieval import historical_features, model_columns, online_features
-from mhp import aws, storage
 from tests.eventlog import random_history, same_value, ts, write_log
 
 UNTIL = ts("2025-03-10T00:00:00Z")

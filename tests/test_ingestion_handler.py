@@ -1,9 +1,7 @@
 """The handler on real Kinesis-shaped events: malformed-record corpus, partial batch failures,
 tutor events, day ticks, late events, the scoring hook."""
-import base64
 import json
 import sqlite3
-from datetime import datetime
 
 import pytest
 

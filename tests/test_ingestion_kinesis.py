@@ -2,6 +2,7 @@
 SQS dead letters, and the scheduled day-tick job."""
 import json
 
+from core import aws
 from features import state as S
 from ingestion.dead_letters import SQSDeadLetters
 from ingestion.handler import Ingester, current_states
@@ -10,7 +11,6 @@ from ingestion.push import MemoryPusher
 from ingestion.records import to_us
 from ingestion.state_store import DynamoDBStateStore
 from ingestion.ticks import enqueue_day_ticks
-from mhp import aws
 from tests.eventlog import ev, session, ts
 
 

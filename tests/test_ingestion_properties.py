@@ -6,13 +6,13 @@ import random
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from features.state import DAY_US
 from ingestion.dead_letters import SQLiteDeadLetters
 from ingestion.handler import Ingester, current_states
 from ingestion.push import MemoryPusher
 from ingestion.records import horizon_key, kinesis_record, tick_record, to_us
 from ingestion.state_store import SQLiteStateStore
 from ingestion.ticks import TickPlanner
-from features.state import DAY_US
 from tests.eventlog import random_history
 
 

@@ -5,8 +5,6 @@ import random
 import threading
 from datetime import timedelta
 
-import pytest
-
 from features import state as S
 from ingestion.dead_letters import SQLiteDeadLetters
 from ingestion.handler import Ingester

@@ -9,12 +9,12 @@ import random
 import pandas as pd
 import pytest
 
+from core import aws, storage
 from features import catalog as C
 from features import feast_objects
 from features import retrieval as R
 from features import store as FS
 from features.backfill import run_backfill
-from mhp import aws, storage
 from tests.eventlog import ev, local_feature_store, random_history, ts, write_log
 
 UNTIL = ts("2025-03-10T00:00:00Z")

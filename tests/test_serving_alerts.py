@@ -8,7 +8,7 @@ from serving.alerts import build_alert, firing_rules
 from serving.attribution import explain
 from serving.config import DEFAULT_RULES, ConfigError, ServingConfig
 from serving.state import ServingState
-from serving.toy_model import train_toy_model
+from testing.toy_model import train_toy_model
 from tests.eventlog import ts
 from training.artifact import load_artifact
 

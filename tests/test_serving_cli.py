@@ -11,7 +11,7 @@ import pytest
 
 from mhp.cli import main
 from serving.server import InferenceServer
-from serving.toy_model import train_toy_model
+from testing.toy_model import train_toy_model
 from tests.eventlog import local_feature_store, ts
 from tests.test_serving_e2e import AS_OF, history
 

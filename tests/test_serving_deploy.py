@@ -6,9 +6,9 @@ import shutil
 
 import pytest
 
-from mhp import aws
-from serving.deploy import DeploySpec, Deployer, model_version_of, variant_name
-from serving.toy_model import train_toy_model
+from core import aws
+from serving.deploy import Deployer, DeploySpec, model_version_of, variant_name
+from testing.toy_model import train_toy_model
 from training.artifact import pack_model_dir
 
 ROLE = "arn:aws:iam::123456789012:role/mhp-sagemaker"

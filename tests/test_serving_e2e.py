@@ -3,23 +3,23 @@
 -> an alert with the right type and reasons on SNS, read back through SQS, exactly once
 within the cooldown. Then the endpoint goes down: requests are kept, nothing is lost, and
 the alerts arrive once it is back; an unreachable SNS keeps alerts in the outbox."""
-from pathlib import Path
 from datetime import timedelta
+from pathlib import Path
 
 import pandas as pd
 import pyarrow.parquet as pq
 import pytest
 
+from core import aws, local_aws, storage
 from features import store as FS
 from features.backfill import run_backfill
-from mhp import aws, storage
 from serving.batch import active_customers, score_all
 from serving.config import ServingConfig
 from serving.hook import ServingScoringHook
 from serving.runtime import build_service
 from serving.server import InferenceServer
 from serving.sinks import SnsSink
-from serving.toy_model import train_toy_model
+from testing.toy_model import train_toy_model
 from tests.eventlog import ev, session, ts, write_log
 
 T0 = ts("2025-01-01T00:00:00Z")
@@ -71,7 +71,7 @@ def model_path(tmp_path_factory):
 def feast_world(moto_server_url, tmp_path_factory):
     """One Feast world on moto for the module (apply + materialize cost most of the time)."""
     tmp = tmp_path_factory.mktemp("feast")
-    with aws.patched_env(aws.moto_env(moto_server_url)):
+    with local_aws.patched_env(local_aws.moto_env(moto_server_url)):
         bucket = "mhp-serving"
         aws.ensure_bucket(bucket)
         data = f"s3://{bucket}/ws"
@@ -87,13 +87,13 @@ def feast_world(moto_server_url, tmp_path_factory):
         try:
             yield store, data, events
         finally:
-            aws.reset_moto(moto_server_url)
+            local_aws.reset_moto(moto_server_url)
 
 
 @pytest.fixture
 def world(feast_world, moto_server_url, tmp_path, model_path, request):
     store, data, events = feast_world
-    with aws.patched_env(aws.moto_env(moto_server_url)):
+    with local_aws.patched_env(local_aws.moto_env(moto_server_url)):
         name = request.node.name[:40].replace("[", "-").replace("]", "")
         sns, sqs = aws.boto3_client("sns"), aws.boto3_client("sqs")
         topic = sns.create_topic(Name=f"alerts-{name}")["TopicArn"]

@@ -9,7 +9,7 @@ import pytest
 from features.catalog import model_input_schema
 from serving.endpoint import EndpointRejected, EndpointUnavailable, HttpEndpoint
 from serving.server import InferenceServer
-from serving.toy_model import train_toy_model
+from testing.toy_model import train_toy_model
 from training.artifact import load_artifact
 
 FEATURES = [f["name"] for f in model_input_schema()["features"]]

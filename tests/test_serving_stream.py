@@ -6,10 +6,10 @@ import json
 
 import pytest
 
+from events.contract import format_timestamp
 from features import catalog as C
 from features import store as FS
 from features.backfill import run_backfill
-from ingestion.contract import format_timestamp
 from ingestion.dead_letters import SQLiteDeadLetters
 from ingestion.handler import Ingester
 from ingestion.push import FeastPusher
@@ -19,7 +19,7 @@ from serving.config import ServingConfig
 from serving.hook import ServingScoringHook
 from serving.runtime import build_service
 from serving.server import InferenceServer
-from serving.toy_model import train_toy_model
+from testing.toy_model import train_toy_model
 from tests.eventlog import ts, write_log
 from tests.test_serving_e2e import AS_OF, history
 

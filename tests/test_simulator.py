@@ -8,7 +8,7 @@ import pyarrow.dataset as ds
 import pyarrow.parquet as pq
 import pytest
 
-from ingestion.contract import EVENT_LOG_SCHEMA, EVENT_TYPES, parse_event_json
+from events.contract import EVENT_LOG_SCHEMA, EVENT_TYPES, parse_event_json
 from mhp.cli import main
 from simulator.config import ConfigError, SimConfig
 from simulator.run import TRUTH_SCHEMA, simulate

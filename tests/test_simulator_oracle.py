@@ -4,7 +4,7 @@ import pandas as pd
 import pyarrow.parquet as pq
 import pytest
 
-from training.labels import churn_label, health_score, ib_calls_label
+from labels import churn_label, health_score, ib_calls_label
 from simulator.config import SimConfig
 from simulator.oracle import label_probabilities
 from simulator.run import simulate
@@ -40,7 +40,7 @@ def _rows(sim_dir: str, events: pd.DataFrame) -> pd.DataFrame:
 
 
 def _realised(rows: pd.DataFrame, events: pd.DataFrame) -> pd.DataFrame:
-    """training.labels over each row's events in (t, t + horizon]."""
+    """labels over each row's events in (t, t + horizon]."""
     e = rows.reset_index().merge(events, on="customer_id")
     after = e["timestamp"] - e["event_timestamp"]
     out = pd.DataFrame(index=rows.index)

@@ -5,7 +5,7 @@ import boto3
 import pytest
 from moto.server import ThreadedMotoServer
 
-from ingestion.contract import parse_event_json
+from events.contract import parse_event_json
 from mhp.cli import main
 from simulator.output import filesystem
 

@@ -1,9 +1,9 @@
-"""mhp.storage: one API for local paths and s3:// (moto on 127.0.0.1), DuckDB reading s3:// via s3fs."""
+"""core.storage: one API for local paths and s3:// (moto on 127.0.0.1), DuckDB reading s3:// via s3fs."""
 import pandas as pd
 import pyarrow as pa
 import pytest
 
-from mhp import aws, storage
+from core import aws, local_aws, storage
 
 
 def _df(n, start=0):
@@ -75,7 +75,7 @@ def test_moto_server_context_restores_env():
     import os
 
     before = os.environ.get("AWS_ENDPOINT_URL")
-    with aws.moto_server() as ep:
+    with local_aws.moto_server() as ep:
         assert os.environ["AWS_ENDPOINT_URL"] == ep
         aws.ensure_bucket("mhp-ctx")
         ddb = aws.boto3_client("dynamodb")

@@ -8,11 +8,11 @@ from datetime import timedelta
 import pandas as pd
 import pytest
 
+from events.contract import SUBJECTS
 from features import catalog as C
 from features import retrieval as R
 from features import store as FS
 from features.backfill import run_backfill
-from ingestion.contract import SUBJECTS
 from tests.eventlog import ev, same_value, session, ts, write_log
 
 UNTIL = ts("2025-02-20T00:00:00Z")

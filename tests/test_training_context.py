@@ -6,12 +6,16 @@ import pandas as pd
 import pytest
 
 from features import catalog as C
+from testing.training_data import make_synthetic_dataset, write_dataset
 from training.artifact import load_artifact
 from training.preprocess import (
-    FeatureSchema, FeatureTypeError, MissingFeaturesError, Preprocessor, iter_output_groups,
+    FeatureSchema,
+    FeatureTypeError,
+    MissingFeaturesError,
+    Preprocessor,
+    iter_output_groups,
 )
 from training.sagemaker_entry import run_training
-from training.synthetic import make_synthetic_dataset, write_dataset
 
 CONTEXT = ["supply_demand_ratio_algebra", "tutor_count_physics"]
 HPS = {"epochs": 6, "hidden": (16,), "learning_rate": 0.003, "batch_size": 128, "seed": 5, "patience": 3,

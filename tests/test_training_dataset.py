@@ -8,9 +8,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from labels import health_score
 from tests.eventlog import ev, session, ts, write_log
 from training import dataset as D
-from training.labels import health_score
 
 T = ts("2025-02-01T00:00:00Z")
 DAY = timedelta(days=1)
@@ -138,8 +138,8 @@ def test_time_split_leaves_a_label_horizon_between_train_and_holdout():
 
 
 def test_the_gate_stops_training_and_names_the_failing_checks(tmp_path):
+    from testing.training_data import make_synthetic_dataset, write_dataset
     from training.sagemaker_entry import QualityGateError, run_training
-    from training.synthetic import make_synthetic_dataset, write_dataset
 
     df, schema = make_synthetic_dataset(600, seed=3)
     df.loc[5, "churn_30d"] = 2                   # not a binary label

@@ -6,7 +6,14 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from training.evaluate import binary_metrics, calibration_table, evaluate, format_table, regression_metrics, write_report
+from training.evaluate import (
+    binary_metrics,
+    calibration_table,
+    evaluate,
+    format_table,
+    regression_metrics,
+    write_report,
+)
 
 
 def test_metrics_on_known_values():
@@ -53,10 +60,10 @@ def test_model_beside_oracle_report_and_table(tmp_path):
 
 
 def test_mhp_train_command(tmp_path, capsys):
-    from mhp.cli import UsageError
-    from training import cli
+    from core.errors import UsageError
+    from mhp.commands import train as cli
+    from testing.training_data import make_synthetic_dataset, write_dataset
     from training.artifact import load_artifact
-    from training.synthetic import make_synthetic_dataset, write_dataset
 
     df, schema = make_synthetic_dataset(900, seed=2)
     write_dataset(df, schema, tmp_path / "ds")

@@ -5,8 +5,13 @@ import tarfile
 import pytest
 
 from training.launcher import (
-    LaunchConfigError, TrainingJobSpec, build_source_tarball, build_training_job_request, describe_training_job,
-    launch, pytorch_training_image_uri,
+    LaunchConfigError,
+    TrainingJobSpec,
+    build_source_tarball,
+    build_training_job_request,
+    describe_training_job,
+    launch,
+    pytorch_training_image_uri,
 )
 
 ROLE = "arn:aws:iam::123456789012:role/mhp-sagemaker-training"
@@ -63,7 +68,7 @@ def test_source_tarball_is_reproducible_and_holds_the_entry_point(tmp_path):
 
 def test_launch_against_moto_and_describe_returns_what_we_sent(moto_endpoint):
     """moto_endpoint (tests/conftest.py): a clean moto server on 127.0.0.1, AWS_ENDPOINT_URL etc. set."""
-    from mhp.aws import boto3_client, ensure_bucket
+    from core.aws import boto3_client, ensure_bucket
 
     ensure_bucket("mhp-models")
     spec = _spec()

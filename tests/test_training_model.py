@@ -6,12 +6,20 @@ import pytest
 import torch
 from sklearn.metrics import r2_score, roc_auc_score
 
+from testing.training_data import make_synthetic_dataset
 from training.model import (
-    HEAD_LABELS, HEADS, EnsembleNet, MultiTaskNet, NetConfig, TrainConfig, deterministic, load_model, predict,
+    HEAD_LABELS,
+    HEADS,
+    EnsembleNet,
+    MultiTaskNet,
+    NetConfig,
+    TrainConfig,
+    deterministic,
+    load_model,
+    predict,
     train_multitask,
 )
 from training.preprocess import Preprocessor
-from training.synthetic import make_synthetic_dataset
 
 SMALL = dict(epochs=25, batch_size=128, learning_rate=3e-3, hidden=(32, 16), patience=4)
 

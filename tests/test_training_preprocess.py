@@ -5,11 +5,16 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from testing.training_data import make_synthetic_dataset
 from training.preprocess import (
-    UNKNOWN_BUCKET, FeatureSchema, FeatureTypeError, MissingFeaturesError, Preprocessor, SchemaError,
+    UNKNOWN_BUCKET,
+    FeatureSchema,
+    FeatureTypeError,
+    MissingFeaturesError,
+    Preprocessor,
+    SchemaError,
     UnknownFeaturesError,
 )
-from training.synthetic import make_synthetic_dataset
 
 
 @pytest.fixture(scope="module")

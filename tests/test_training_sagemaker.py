@@ -10,11 +10,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from testing.training_data import make_synthetic_dataset, write_dataset
 from training.artifact import load_artifact, pack_model_dir
 from training.model import HEADS, load_model, predict
 from training.preprocess import Preprocessor
 from training.sagemaker_entry import HyperparameterError, main, resolve_environment, run_training
-from training.synthetic import make_synthetic_dataset, write_dataset
 
 REPO = Path(__file__).resolve().parents[1]
 HPS_FILE = {  # as SageMaker writes hyperparameters.json: string values, JSON-encoded by the SDK

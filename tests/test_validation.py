@@ -5,10 +5,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from testing.validation_frames import make_event_log, make_feature_table, make_training_set
 from validation.gate import DataQualityError, run_gate
 from validation.specs import ColumnSpec
 from validation.suites import event_log_suite, feature_suite, training_set_suite
-from validation.synthetic import make_event_log, make_feature_table, make_training_set
 
 START = datetime(2025, 1, 1, tzinfo=timezone.utc)
 END = datetime(2025, 6, 1, tzinfo=timezone.utc)

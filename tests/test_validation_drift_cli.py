@@ -6,9 +6,9 @@ import pandas as pd
 import pytest
 
 from mhp.cli import main
+from testing.validation_frames import make_event_log, make_training_set
 from validation.drift import drift_report, plot_drift
 from validation.specs import ColumnSpec
-from validation.synthetic import make_event_log, make_training_set
 
 SUBJECTS = ["algebra", "physics", "english", "chemistry"]
 

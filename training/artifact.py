@@ -45,7 +45,7 @@ def save_model_dir(model_dir, *, net, preprocessor, train_config: Mapping[str, A
     """
     import torch
 
-    from training.model import HEAD_LABELS
+    from training.model import HEAD_LABELS  # lazy: imports torch, like the line above
 
     root = Path(model_dir)
     root.mkdir(parents=True, exist_ok=True)

@@ -17,7 +17,7 @@ log, Feast's point-in-time join for the features; no per-customer Python loops):
 
    A (customer, t) sampled twice is kept once (``sample_reason`` says which rule came
    first: snapshot, then event). Rows after a customer's cancellation are never sampled.
-2. **Labels** from the events strictly after t (``training.labels``): one range join of
+2. **Labels** from the events strictly after t (``labels``): one range join of
    the entity rows with the log over ``(t, t + horizon]``, aggregated per row. Rows whose
    horizon runs past ``data_end`` are never sampled (excluded, not labelled negative).
 3. **Split by time** (``SplitPolicy``): train = rows with ``t <= train_end``; the
@@ -47,17 +47,23 @@ import hashlib
 import json
 import os
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import datetime
 from pathlib import Path
 from typing import Any, Callable, Iterable
 
 import numpy as np
 import pandas as pd
 
-from training import labels as L
+import labels as L
+from core.times import DAY_US, from_us, to_us
+from features import catalog as C
+from features import store as FS
+from features.backfill import connect, load_events, run_backfill
+from features.feast_objects import source_path
+from features.retrieval import historical_features, model_columns
+from simulator.oracle import label_probabilities
+from training.quality import check_training_set
 
-DAY_US = 86_400_000_000
-EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
 DATASET_FILE = "dataset.parquet"
 SCHEMA_FILE = "feature_schema.json"
 METADATA_FILE = "metadata.json"
@@ -118,17 +124,6 @@ class SplitPolicy:
 
 # --------------------------------------------------------------------------- time helpers
 
-def to_us(t: datetime | pd.Timestamp) -> int:
-    t = pd.Timestamp(t)
-    if t.tzinfo is None:
-        raise ValueError(f"expected a timezone-aware UTC time, got naive {t}")
-    return int((t - pd.Timestamp(0, tz="UTC")) // pd.Timedelta(microseconds=1))
-
-
-def from_us(us: int) -> pd.Timestamp:
-    return pd.Timestamp(int(us), unit="us", tz="UTC")
-
-
 def _ts_series(us: np.ndarray) -> pd.Series:
     return pd.Series(pd.to_datetime(np.asarray(us, dtype=np.int64), unit="us", utc=True))
 
@@ -137,7 +132,6 @@ def _ts_series(us: np.ndarray) -> pd.Series:
 
 def connect_events(events_uri: str, data_end: datetime | None = None):
     """A DuckDB connection with the log as view ``ev`` (column ``tsu``: microseconds), and data_end (us)."""
-    from features.backfill import connect, load_events
 
     con = connect(events_uri)
     end_us = load_events(con, events_uri, None if data_end is None else to_us(data_end))
@@ -196,7 +190,7 @@ def sample_entities(con, policy: SamplingPolicy, first_us: int, last_us: int) ->
 # --------------------------------------------------------------------------- 2. labels
 
 def compute_labels(con, entity_df: pd.DataFrame, data_end_us: int | None = None) -> pd.DataFrame:
-    """Labels of each entity row from the events in (t, t + horizon] (training.labels).
+    """Labels of each entity row from the events in (t, t + horizon] (labels).
 
     Returns a frame aligned with ``entity_df`` (same index): churn_30d, ib_calls_14d,
     health_score and the future-window aggregates they come from. A row whose horizon runs
@@ -247,16 +241,16 @@ def compute_labels(con, entity_df: pd.DataFrame, data_end_us: int | None = None)
 
 @dataclass
 class SplitBoundaries:
-    first_t: pd.Timestamp
-    last_t: pd.Timestamp
-    train_end: pd.Timestamp               # train: t <= train_end
-    holdout_start: pd.Timestamp           # validation/test: t >= holdout_start
+    first_t: datetime
+    last_t: datetime
+    train_end: datetime               # train: t <= train_end
+    holdout_start: datetime           # validation/test: t >= holdout_start
     val_by: str
-    val_end: pd.Timestamp | None = None   # val_by="time": validation t <= val_end
-    test_start: pd.Timestamp | None = None  # val_by="time": test t >= test_start
+    val_end: datetime | None = None   # val_by="time": validation t <= val_end
+    test_start: datetime | None = None  # val_by="time": test t >= test_start
 
     def to_dict(self) -> dict[str, Any]:
-        return {k: (v.isoformat() if isinstance(v, pd.Timestamp) else v) for k, v in dataclasses.asdict(self).items()}
+        return {k: (v.isoformat() if isinstance(v, datetime) else v) for k, v in dataclasses.asdict(self).items()}
 
 
 def _hash_unit(values: Iterable[str], seed: int) -> np.ndarray:
@@ -309,9 +303,6 @@ def assign_splits(rows: pd.DataFrame, b: SplitBoundaries, policy: SplitPolicy) -
 
 def snapshot_timestamps(features_uri: str, entity_df: pd.DataFrame) -> pd.Series:
     """Timestamp of the latest customer snapshot at or before each row's t (what the join used)."""
-    from features import catalog as C
-    from features.backfill import connect
-    from features.feast_objects import source_path
 
     con = connect(features_uri)  # local or s3://
     ent = pd.DataFrame({"row_id": np.arange(len(entity_df)), "customer_id": entity_df["customer_id"].astype(str),
@@ -332,7 +323,6 @@ def retrieve_features(store, entity_df: pd.DataFrame, chunk_rows: int = 10_000,
     """The model's input columns for every entity row, in order, via Feast (in chunks)."""
     import warnings
 
-    from features.retrieval import historical_features, model_columns
 
     cols = model_columns()
     parts = []
@@ -389,10 +379,6 @@ class Paths:
 def ensure_feature_store(paths: Paths, until: datetime | None = None, progress: bool = True,
                          log: Callable[[str], None] = print):
     """Open the workspace's Feast store: the backfill if it has no feature tables yet, then `apply`."""
-    from features import catalog as C
-    from features import store as FS
-    from features.backfill import run_backfill
-    from features.feast_objects import source_path
 
     if not os.path.isdir(paths.events):
         raise DatasetBuildError(f"no event log at {paths.events}; run `mhp simulate --out {paths.root}` first")
@@ -427,7 +413,6 @@ class DatasetResult:
 
 
 def feature_schema_dict() -> dict[str, Any]:
-    from features import catalog as C
 
     return C.model_input_schema()
 
@@ -480,7 +465,6 @@ def build_training_set(events_uri: str, features_uri: str, store, out_dir, *,
         rows["customer_features__ts"] = snapshot_timestamps(features_uri, rows)
         rows = pd.concat([rows, feats], axis=1)
         if sim_dir:
-            from simulator.oracle import label_probabilities
 
             bar.set_postfix_str("oracle")
             for col in ORACLE_COLUMNS.values():
@@ -508,7 +492,7 @@ def build_training_set(events_uri: str, features_uri: str, store, out_dir, *,
         "label_horizon_days": L.LABEL_HORIZON_DAYS,
         "labels": {"churn_30d": f"subscription_cancelled in (t, t+{L.CHURN_DAYS}d]",
                    "ib_calls_14d": f">= {L.CALLS_THRESHOLD} inbound_call in (t, t+{L.CALLS_DAYS}d]",
-                   "health_score": f"training.labels.health_score over (t, t+{L.HEALTH_DAYS}d]"},
+                   "health_score": f"labels.health_score over (t, t+{L.HEALTH_DAYS}d]"},
         "sampling_policy": dataclasses.asdict(sampling),
         "split_policy": dataclasses.asdict(split),
         "split_boundaries": bounds.to_dict(),
@@ -524,7 +508,6 @@ def build_training_set(events_uri: str, features_uri: str, store, out_dir, *,
     }
     gate_summary = "quality gate skipped"
     if gate:
-        from training.quality import check_training_set
 
         out.mkdir(parents=True, exist_ok=True)
         result = check_training_set(rows, schema, report_path=out / "quality_report.html")

@@ -15,7 +15,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
 
+from core.aws import boto3_client
 from training.artifact import deterministic_tar_gz
+from training.sagemaker_entry import HYPERPARAMETERS
 
 ENTRY_POINT = "training/sagemaker_entry.py"
 #: AWS Deep Learning Containers registry account for most commercial regions
@@ -67,7 +69,6 @@ class TrainingJobSpec:
             raise LaunchConfigError("instance_count: the entry point trains on one instance; use 1")
         if self.max_runtime_seconds <= 0 or self.volume_size_gb <= 0:
             raise LaunchConfigError("max_runtime_seconds and volume_size_gb must be > 0")
-        from training.sagemaker_entry import HYPERPARAMETERS
 
         unknown = [k for k in self.hyperparameters if k.replace("-", "_") not in HYPERPARAMETERS]
         if unknown:
@@ -135,12 +136,6 @@ def build_source_tarball(out_path) -> Path:
 def _sagemaker_client(client=None):
     if client is not None:
         return client
-    try:
-        from mhp.aws import boto3_client
-    except ImportError:  # pragma: no cover - mhp.aws is part of the package
-        import boto3
-
-        return boto3.client("sagemaker")
     return boto3_client("sagemaker")
 
 
@@ -164,14 +159,7 @@ def launch(spec: TrainingJobSpec, s3_client=None, sagemaker_client=None) -> str:
 
     spec.validate()
     if s3_client is None:
-        try:
-            from mhp.aws import boto3_client
-
-            s3_client = boto3_client("s3")
-        except ImportError:  # pragma: no cover
-            import boto3
-
-            s3_client = boto3.client("s3")
+        s3_client = boto3_client("s3")
     with tempfile.TemporaryDirectory() as tmp:
         tarball = build_source_tarball(Path(tmp) / "sourcedir.tar.gz")
         bucket, key = _split_s3(spec.source_s3_uri)

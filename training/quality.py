@@ -23,7 +23,7 @@ ENGINE = "duckdb"
 def _catalog_kinds() -> dict[str, tuple[str, bool, tuple | None]]:
     """feature name -> (validation kind, nullable, categories) from the catalog, if importable."""
     try:
-        from features import catalog as C
+        from features import catalog as C  # lazy: the SageMaker source dir ships training/ and validation/ only; the catalog is optional there
     except ImportError:  # the SageMaker source dir ships only training/ and validation/
         return {}
     out: dict[str, tuple[str, bool, tuple | None]] = {}
@@ -44,7 +44,7 @@ def _catalog_kinds() -> dict[str, tuple[str, bool, tuple | None]]:
 
 def feature_specs(schema: Mapping[str, Any]):
     """ColumnSpecs for the schema's features (catalog declaration first, then the schema kind)."""
-    from validation.specs import ColumnSpec
+    from validation.specs import ColumnSpec  # lazy: validation loads Great Expectations, needed only when the gate runs
 
     catalog = _catalog_kinds()
     specs = []
@@ -73,8 +73,8 @@ def check_training_set(frame: pd.DataFrame, schema: Mapping[str, Any], *, report
                        min_rows_per_split: Mapping[str, int] | None = None, engine: str = ENGINE,
                        raise_on_failure: bool = True):
     """Run the training-set suite on ``frame``; raises DataQualityError naming the failing checks."""
-    from validation.gate import run_gate
-    from validation.suites import training_set_suite
+    from validation.gate import run_gate  # lazy: validation loads Great Expectations, needed only when the gate runs
+    from validation.suites import training_set_suite  # lazy: validation loads Great Expectations, needed only when the gate runs
 
     suite = training_set_suite(frame.columns, feature_specs=feature_specs(schema), label_rates=label_rates,
                                min_rows_per_split=min_rows_per_split,

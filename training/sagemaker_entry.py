@@ -73,7 +73,7 @@ def _to_int_tuple(v: Any) -> tuple[int, ...]:
 
 
 def _to_task_weights(v: Any) -> dict[str, float]:
-    from training.model import HEADS
+    from training.model import HEADS  # lazy: imports torch or the quality gate only when training runs, not to parse arguments
 
     if isinstance(v, str):
         s = v.strip()
@@ -275,8 +275,8 @@ def load_dataset(train_dir) -> tuple[Any, FeatureSchema]:
 def quality_gate(frame, schema: FeatureSchema, report_path) -> str:
     """The training-set suite (training/quality.py); raises QualityGateError naming the failing checks."""
     try:
-        from training.quality import check_training_set
-        from validation.gate import DataQualityError
+        from training.quality import check_training_set  # lazy: imports torch or the quality gate only when training runs, not to parse arguments
+        from validation.gate import DataQualityError  # lazy: imports torch or the quality gate only when training runs, not to parse arguments
     except ImportError as exc:
         raise DatasetError(f"quality_gate: the validation package is not importable ({exc}); ship it with the "
                            "source dir or set the hyperparameter quality_gate=false") from None
@@ -300,10 +300,20 @@ class TrainingOutcome:
 def run_training(train_dir, model_dir, output_data_dir, hyperparameters: Mapping[str, Any] | None = None,
                  log: Callable[[str], None] = print) -> TrainingOutcome:
     """Fit preprocessing (train split only) and the net, evaluate on test, write the artifact."""
-    from training.artifact import save_model_dir
-    from training.evaluate import evaluate, fit_baselines, format_table, write_report
-    from training.model import HEAD_LABELS, TrainConfig, predict, train_multitask
-    from training.preprocess import Preprocessor
+    from training.artifact import save_model_dir  # lazy: imports torch or the quality gate only when training runs, not to parse arguments
+    from training.evaluate import (  # lazy: imports torch or the quality gate only when training runs, not to parse arguments
+        evaluate,
+        fit_baselines,
+        format_table,
+        write_report,
+    )
+    from training.model import (  # lazy: imports torch or the quality gate only when training runs, not to parse arguments
+        HEAD_LABELS,
+        TrainConfig,
+        predict,
+        train_multitask,
+    )
+    from training.preprocess import Preprocessor  # lazy: imports torch or the quality gate only when training runs, not to parse arguments
 
     hps = {name: default for name, (_, default, _) in HYPERPARAMETERS.items()}
     hps.update(hyperparameters or {})

@@ -10,7 +10,7 @@ from __future__ import annotations
 import html
 from pathlib import Path
 
-from validation.gate import GateResult
+from validation.results import GateResult
 
 _CSS = """
 body{font-family:system-ui,sans-serif;margin:1.5em;color:#222}

@@ -1,6 +1,6 @@
 """Great Expectations suites generated from declarations, never written per column.
 
-* ``event_log_suite``   - from ``ingestion.contract.EVENT_MODELS``: required/optional
+* ``event_log_suite``   - from ``events.contract.EVENT_MODELS``: required/optional
   fields per event type, Literal choices, numeric bounds, string lengths and
   patterns, column types from ``EVENT_LOG_SCHEMA``; plus unique event ids, known
   event types and timestamps in an expected span.
@@ -19,12 +19,12 @@ from datetime import datetime, timezone
 from typing import Any, Iterable, Literal, Mapping, Sequence
 
 import annotated_types as at
-
-from validation import _gx  # noqa: F401  (quiet GX before it is first imported)
 import great_expectations as gx
 import great_expectations.expectations as gxe
 from great_expectations.expectations.row_conditions import Column
 
+from events.contract import EVENT_LOG_SCHEMA, EVENT_MODELS
+from validation import _gx  # noqa: F401  (quiet GX before it is first imported)
 from validation.specs import ColumnSpec
 
 EVENT_KEY_COLUMNS = ("event_id", "event_type", "customer_id", "tutor_id", "timestamp")
@@ -106,7 +106,6 @@ def event_log_suite(start: datetime | None = None, end: datetime | None = None, 
 
     ``start``/``end`` bound the timestamps (inclusive, tz-aware); None leaves that side open.
     """
-    from ingestion.contract import EVENT_LOG_SCHEMA, EVENT_MODELS
 
     models = dict(models or EVENT_MODELS)
     suite = _new_suite(name)

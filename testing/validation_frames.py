@@ -21,7 +21,7 @@ START = datetime(2025, 1, 1, tzinfo=timezone.utc)
 
 def make_event_log(n: int, *, start: datetime = START, days: int = 90, seed: int = 0) -> pd.DataFrame:
     """``n`` valid events of every type, as the Parquet event log reads back into pandas."""
-    from ingestion.contract import EVENT_LOG_SCHEMA, EVENT_MODELS
+    from events.contract import EVENT_LOG_SCHEMA, EVENT_MODELS
     from validation.suites import _constraints, _is_required
 
     rng = np.random.default_rng(seed)

@@ -15,7 +15,8 @@ import argparse
 from dataclasses import dataclass
 from pathlib import Path
 
-from mhp import storage
+from core import storage
+from core.errors import UsageError
 
 DEFAULT_WORKSPACE = "out"
 
@@ -56,8 +57,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def from_args(args: argparse.Namespace) -> Workspace:
-    from mhp.cli import UsageError
-
     state = Path(args.workspace)
     root = args.data_uri or str(state)
     if args.profile != "local" and not storage.is_s3(root):

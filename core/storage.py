@@ -1,7 +1,7 @@
 """URIs that are either local paths or ``s3://bucket/key``: one API for both.
 
 S3 goes through ``s3fs`` (fsspec) with the endpoint from the environment
-(:func:`mhp.aws.endpoint_url`, e.g. a moto server), never through DuckDB's
+(:func:`core.aws.endpoint_url`, e.g. a moto server), never through DuckDB's
 ``httpfs`` extension, which cannot be downloaded on an offline machine.
 
 Public API::
@@ -25,7 +25,7 @@ import pyarrow as pa
 import pyarrow.dataset as pads
 import pyarrow.parquet as pq
 
-from mhp import aws
+from core import aws
 
 _GLOB_CHARS = "*?["
 
@@ -144,5 +144,5 @@ def duckdb_connect(for_uris: Iterable[str] | None = None, database: str = ":memo
 
 
 def _reset_caches() -> None:
-    """Hook for mhp.aws when an endpoint goes away (nothing cached today)."""
+    """Hook for core.aws when an endpoint goes away (nothing cached today)."""
     return None

@@ -3,7 +3,8 @@ from __future__ import annotations
 
 import argparse
 
-from .config import DEFAULT_CUSTOMERS, DEFAULT_DAYS, DEFAULT_SEED, DEFAULT_START, ConfigError, SimConfig
+from core.errors import UsageError
+from simulator.config import DEFAULT_CUSTOMERS, DEFAULT_DAYS, DEFAULT_SEED, DEFAULT_START, ConfigError, SimConfig
 
 
 def register(subparsers) -> None:
@@ -28,7 +29,6 @@ def register(subparsers) -> None:
 
 
 def _int(name: str, text: str) -> int:
-    from mhp.cli import UsageError
 
     try:
         return int(text)
@@ -39,9 +39,7 @@ def _int(name: str, text: str) -> int:
 def run(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
-    from mhp.cli import UsageError
-
-    from .run import simulate
+    from simulator.run import simulate  # lazy: loaded only when this command runs (keeps `mhp --help` light)
 
     try:
         config = SimConfig(customers=_int("customers", args.customers), days=_int("days", args.days),

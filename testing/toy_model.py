@@ -123,5 +123,5 @@ def train_toy_model(out_dir, n_rows: int = 2400, epochs: int = 12, seed: int = 0
     result = train_multitask(x["train"], y["train"], x["validation"], y["validation"], config)
     save_model_dir(out / "model", net=result.model, preprocessor=pre, train_config=config.to_dict(),
                    train_summary=result.summary(), model_version=model_version,
-                   metadata={"rows": {s: int(len(p)) for s, p in parts.items()}, "dataset": "serving.toy_model"})
+                   metadata={"rows": {s: int(len(p)) for s, p in parts.items()}, "dataset": "testing.toy_model"})
     return pack_model_dir(out / "model", out / "model.tar.gz")

@@ -5,8 +5,9 @@ import argparse
 import time
 from datetime import datetime, timezone
 
-from mhp import storage, workspace
-from mhp.cli import parse_utc_time
+from core import storage, workspace
+from core.errors import UsageError
+from core.times import parse_utc_time
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -34,9 +35,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def cmd_backfill(args) -> int:
-    from mhp.cli import UsageError
-
-    from .backfill import run_backfill
+    from features.backfill import run_backfill  # lazy: loaded only when this command runs (keeps `mhp --help` light)
 
     ws = workspace.from_args(args)
     if not storage.exists(ws.events):
@@ -46,13 +45,13 @@ def cmd_backfill(args) -> int:
     reports.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
     if not args.no_validate:
-        from .quality import check_event_log
+        from features.quality import check_event_log  # lazy: loaded only when this command runs (keeps `mhp --help` light)
 
         gate = check_event_log(ws.events, until or datetime.max.replace(tzinfo=timezone.utc), reports)
         print(f"event log gate: {gate.row_count:,} rows pass {len(gate.outcomes)} checks ({gate.report_path})")
     res = run_backfill(ws.events, ws.features, until=until)
     if not args.no_validate:
-        from .quality import check_snapshots
+        from features.quality import check_snapshots  # lazy: loaded only when this command runs (keeps `mhp --help` light)
 
         for gate in check_snapshots(res.outputs, reports):
             print(f"{gate.suite_name} gate: {gate.row_count:,} rows pass {len(gate.outcomes)} checks")
@@ -65,13 +64,13 @@ def cmd_backfill(args) -> int:
 
 
 def _store(ws):
-    from .store import open_store
+    from features.store import open_store  # lazy: loaded only when this command runs (keeps `mhp --help` light)
 
     return open_store(ws.profile, ws.feast_state, None if ws.profile == "local" else ws.root)
 
 
 def cmd_apply(args) -> int:
-    from .store import apply
+    from features.store import apply  # lazy: loaded only when this command runs (keeps `mhp --help` light)
 
     ws = workspace.from_args(args)
     names = apply(_store(ws), ws.features)
@@ -80,9 +79,7 @@ def cmd_apply(args) -> int:
 
 
 def cmd_materialize(args) -> int:
-    from mhp.cli import UsageError
-
-    from . import catalog as C
+    from features import catalog as C  # lazy: loaded only when this command runs (keeps `mhp --help` light)
 
     ws = workspace.from_args(args)
     store = _store(ws)
@@ -104,7 +101,7 @@ def cmd_materialize(args) -> int:
 
 
 def cmd_doc(args) -> int:
-    from .docs import render
+    from features.docs import render  # lazy: loaded only when this command runs (keeps `mhp --help` light)
 
     with open(args.out, "w") as f:
         f.write(render())

@@ -5,8 +5,9 @@ import json
 import sys
 from datetime import datetime, timezone
 
-from mhp import workspace
-from mhp.cli import parse_utc_time
+from core import workspace
+from core.errors import UsageError
+from core.times import parse_utc_time
 
 
 def register(subparsers) -> None:
@@ -48,9 +49,7 @@ def register(subparsers) -> None:
 
 
 def cmd_serve(args) -> int:
-    from mhp.cli import UsageError
-
-    from .server import InferenceServer
+    from serving.server import InferenceServer  # lazy: loaded only when this command runs (keeps `mhp --help` light)
 
     try:
         server = InferenceServer(args.model, host=args.host, port=args.port, max_body_bytes=args.max_body_bytes)
@@ -69,13 +68,16 @@ def cmd_serve(args) -> int:
 
 
 def cmd_score(args) -> int:
-    from mhp.cli import UsageError
-
-    from features.store import open_store
-
-    from .batch import active_customers, score_all
-    from .config import ConfigError, ServingConfig
-    from .runtime import build_service
+    from features.store import open_store  # lazy: loaded only when this command runs (keeps `mhp --help` light)
+    from serving.batch import (  # lazy: loaded only when this command runs (keeps `mhp --help` light)
+        active_customers,
+        score_all,
+    )
+    from serving.config import (  # lazy: loaded only when this command runs (keeps `mhp --help` light)
+        ConfigError,
+        ServingConfig,
+    )
+    from serving.runtime import build_service  # lazy: loaded only when this command runs (keeps `mhp --help` light)
 
     ws = workspace.from_args(args)
     try:
@@ -115,9 +117,10 @@ def cmd_score(args) -> int:
 
 
 def cmd_deploy(args) -> int:
-    from mhp.cli import UsageError
-
-    from .deploy import DeploySpec, Deployer
+    from serving.deploy import (  # lazy: loaded only when this command runs (keeps `mhp --help` light)
+        Deployer,
+        DeploySpec,
+    )
 
     try:
         steps = [float(x) for x in args.steps.split(",")]

@@ -5,9 +5,14 @@ import argparse
 import time
 from pathlib import Path
 
+from core.errors import UsageError
+
 
 def register(subparsers) -> None:
-    from training.dataset import SamplingPolicy, SplitPolicy
+    from training.dataset import (  # lazy: loaded only when this command runs (keeps `mhp --help` light)
+        SamplingPolicy,
+        SplitPolicy,
+    )
 
     s, sp = SamplingPolicy(), SplitPolicy()
     p = subparsers.add_parser(
@@ -72,9 +77,13 @@ def format_summary(meta: dict, out: Path, seconds: float) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
-    from mhp.cli import UsageError
-    from training.dataset import DatasetBuildError, SamplingPolicy, SplitPolicy, build_for_workspace
-    from validation.gate import DataQualityError
+    from training.dataset import (  # lazy: loaded only when this command runs (keeps `mhp --help` light)
+        DatasetBuildError,
+        SamplingPolicy,
+        SplitPolicy,
+        build_for_workspace,
+    )
+    from validation.gate import DataQualityError  # lazy: loaded only when this command runs (keeps `mhp --help` light)
 
     ws = Path(args.workspace)
     if not (ws / "events").is_dir():

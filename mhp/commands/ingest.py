@@ -5,7 +5,8 @@ import argparse
 import time
 from pathlib import Path
 
-from mhp import workspace
+from core import aws, workspace
+from core.errors import UsageError
 
 STATE_TABLE = "mhp-ingestion-state"
 DLQ_NAME = "mhp-ingestion-dead-letters"
@@ -28,7 +29,6 @@ def register(subparsers) -> None:
 
 
 def _positive(name: str, text: str) -> int:
-    from mhp.cli import UsageError
 
     try:
         v = int(text)
@@ -41,12 +41,17 @@ def _positive(name: str, text: str) -> int:
 
 def build_ingester(ws: workspace.Workspace):
     """The ingester for a workspace: embedded (SQLite state + dead letters) or AWS (DynamoDB + SQS)."""
-    from features.store import open_store
-
-    from .dead_letters import SQLiteDeadLetters, SQSDeadLetters
-    from .handler import Ingester
-    from .push import FeastPusher
-    from .state_store import DynamoDBStateStore, SQLiteStateStore
+    from features.store import open_store  # lazy: loaded only when this command runs (keeps `mhp --help` light)
+    from ingestion.dead_letters import (  # lazy: loaded only when this command runs (keeps `mhp --help` light)
+        SQLiteDeadLetters,
+        SQSDeadLetters,
+    )
+    from ingestion.handler import Ingester  # lazy: loaded only when this command runs (keeps `mhp --help` light)
+    from ingestion.push import FeastPusher  # lazy: loaded only when this command runs (keeps `mhp --help` light)
+    from ingestion.state_store import (  # lazy: loaded only when this command runs (keeps `mhp --help` light)
+        DynamoDBStateStore,
+        SQLiteStateStore,
+    )
 
     store = open_store(ws.profile, ws.feast_state, None if ws.profile == "local" else ws.root)
     if ws.profile == "local":
@@ -78,7 +83,6 @@ def summary(totals, seconds: float, extra: dict | None = None) -> str:
 def run(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
-    from mhp.cli import UsageError
 
     ws = workspace.from_args(args)
     batch_size = _positive("batch-size", args.batch_size)
@@ -90,7 +94,7 @@ def run(args: argparse.Namespace) -> int:
     ingester, _ = build_ingester(ws)
     t0 = time.perf_counter()
     if args.source is not None:
-        from .replay import StreamReplay
+        from ingestion.replay import StreamReplay  # lazy: loaded only when this command runs (keeps `mhp --help` light)
 
         with open(path, "rb") as f:
             total = sum(1 for line in f if line.strip())
@@ -99,9 +103,7 @@ def run(args: argparse.Namespace) -> int:
             rep.run_until(None)
         extra = {"handler calls": f"{rep.invocations:,}", "day ticks sent": f"{rep.ticks_sent:,}"}
     else:
-        from mhp import aws
-
-        from .kinesis_poller import KinesisPoller
+        from ingestion.kinesis_poller import KinesisPoller  # lazy: loaded only when this command runs (keeps `mhp --help` light)
 
         poller = KinesisPoller(ingester, aws.boto3_client("kinesis"), args.kinesis, ingester.store,
                                batch_size=batch_size, max_retries=max_retries)

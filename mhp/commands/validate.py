@@ -9,7 +9,8 @@ import json
 import sys
 from pathlib import Path
 
-from mhp.cli import UsageError
+from core.errors import UsageError
+from core.times import parse_utc_time
 
 DEFAULT_REPORT_DIR = Path("out") / "validation"
 
@@ -70,13 +71,12 @@ def _read_table(path: str, arg: str):
 
 
 def _timestamp(value: str | None, arg: str):
-    from mhp.cli import parse_utc_time
 
     return None if value is None else parse_utc_time(value, arg)
 
 
 def _load_specs(path: str):
-    from validation.specs import ColumnSpec
+    from validation.specs import ColumnSpec  # lazy: loaded only when this command runs (keeps `mhp --help` light)
 
     p = Path(path)
     if not p.exists():
@@ -96,7 +96,7 @@ def _catalog_specs(view: str | None):
             raise
         raise UsageError("the feature catalog (features/catalog.py) is not available; "
                          "pass --specs FILE.json with the column specs instead") from None
-    from validation.specs import ColumnSpec
+    from validation.specs import ColumnSpec  # lazy: loaded only when this command runs (keeps `mhp --help` light)
 
     try:
         return [ColumnSpec.from_dict(d) for d in catalog.column_specs(view)]
@@ -126,8 +126,11 @@ def _rate(v: str):
 
 
 def _validate(args) -> int:
-    from validation import suites
-    from validation.gate import DataQualityError, run_gate
+    from validation import suites  # lazy: loaded only when this command runs (keeps `mhp --help` light)
+    from validation.gate import (  # lazy: loaded only when this command runs (keeps `mhp --help` light)
+        DataQualityError,
+        run_gate,
+    )
 
     if args.target == "events":
         start, end = _timestamp(args.start, "--start"), _timestamp(args.end, "--end")
@@ -165,7 +168,10 @@ def _validate(args) -> int:
 
 
 def _drift(args) -> int:
-    from validation.drift import drift_report, plot_drift
+    from validation.drift import (  # lazy: loaded only when this command runs (keeps `mhp --help` light)
+        drift_report,
+        plot_drift,
+    )
 
     if args.top < 1:
         raise UsageError(f"--top: expected a positive number of features, got {args.top}")

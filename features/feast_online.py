@@ -4,7 +4,7 @@ Feast's ``SqliteOnlineStore.online_write_batch`` runs one UPSERT statement per f
 (~0.8 ms for a 67-feature row); this subclass sends the same rows to the same table with one
 ``executemany`` per batch. Reads, table layout and everything else are Feast's own, so values
 read back are identical (``tests/test_feast_online.py`` compares the tables with the stock store's). Configured in
-``feature_repo/feature_store.yaml`` as ``type: mhp.feast_online.BatchedSqliteOnlineStore``.
+``feature_repo/feature_store.yaml`` as ``type: features.feast_online.BatchedSqliteOnlineStore``.
 """
 from __future__ import annotations
 
@@ -15,11 +15,11 @@ from feast.infra.online_stores.helpers import extract_text_and_num
 from feast.infra.online_stores.sqlite import SqliteOnlineStore, SqliteOnlineStoreConfig, _quote_id, _table_id
 from feast.utils import to_naive_utc
 
-TYPE = "mhp.feast_online.BatchedSqliteOnlineStore"
+TYPE = "features.feast_online.BatchedSqliteOnlineStore"
 
 
 class BatchedSqliteOnlineStoreConfig(SqliteOnlineStoreConfig):
-    type: Literal["mhp.feast_online.BatchedSqliteOnlineStore"] = TYPE  # type: ignore[assignment]
+    type: Literal["features.feast_online.BatchedSqliteOnlineStore"] = TYPE  # type: ignore[assignment]
 
 
 class BatchedSqliteOnlineStore(SqliteOnlineStore):

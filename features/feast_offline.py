@@ -21,7 +21,7 @@ Local paths go through the stock callbacks unchanged.
 Configure with::
 
     offline_store:
-      type: mhp.feast_offline.S3DuckDBOfflineStore
+      type: features.feast_offline.S3DuckDBOfflineStore
       s3_endpoint_url: ${MHP_AWS_ENDPOINT_URL}   # optional; env AWS_ENDPOINT_URL otherwise
 
 A FileSource ``path`` may be a file, a glob (``s3://b/fv/*.parquet``) or a
@@ -37,8 +37,6 @@ from typing import Any, Callable, List, Optional, Union
 import ibis
 import pandas as pd
 import pyarrow
-from pydantic import StrictStr
-
 from feast.data_source import DataSource
 from feast.errors import SavedDatasetLocationAlreadyExists
 from feast.feature_view import FeatureView
@@ -54,8 +52,9 @@ from feast.infra.offline_stores.ibis import (
 from feast.infra.offline_stores.offline_store import RetrievalJob
 from feast.infra.registry.base_registry import BaseRegistry
 from feast.repo_config import RepoConfig
+from pydantic import StrictStr
 
-from mhp import storage
+from core import aws, local_aws, storage
 
 _GLOB_CHARS = "*?["
 _lock = threading.Lock()
@@ -63,7 +62,7 @@ _registered: dict[int, Optional[str]] = {}  # id(duckdb con) -> endpoint registe
 
 
 class S3DuckDBOfflineStoreConfig(DuckDBOfflineStoreConfig):
-    type: StrictStr = "mhp.feast_offline.S3DuckDBOfflineStore"
+    type: StrictStr = "features.feast_offline.S3DuckDBOfflineStore"
     s3_endpoint_url: Optional[str] = None
     """S3 endpoint override (moto / MinIO); empty or unset = AWS_ENDPOINT_URL env or real AWS."""
 
@@ -75,7 +74,6 @@ def _endpoint_for(config: Optional[RepoConfig], data_source: Optional[FileSource
     if not ep and data_source is not None:
         ep = data_source.s3_endpoint_override
     if not ep:
-        from mhp import aws
 
         ep = aws.endpoint_url()
     # an unset ${VAR} survives os.path.expandvars literally: treat it as unset
@@ -88,7 +86,6 @@ def _s3_backend(endpoint: Optional[str]):
     """ibis' default DuckDB backend with an s3fs filesystem for ``endpoint`` registered."""
     import s3fs
 
-    from mhp import aws
 
     backend = ibis.get_backend()
     con = backend.con
@@ -147,9 +144,8 @@ def make_writer(config: Optional[RepoConfig]) -> Callable[..., None]:
               allow_overwrite: bool = False):
         if not (isinstance(data_source, FileSource) and storage.is_s3(data_source.path)):
             return feast_duckdb._write_data_source(table, data_source, repo_path, mode, allow_overwrite)
-        from mhp import aws
 
-        with aws.patched_env(_endpoint_env(_endpoint_for(config, data_source))):
+        with local_aws.patched_env(_endpoint_env(_endpoint_for(config, data_source))):
             arrow = table.to_pyarrow() if hasattr(table, "to_pyarrow") else table
             uri = data_source.path
             glob, _ = _parquet_glob(uri)

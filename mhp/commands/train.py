@@ -4,6 +4,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from core.errors import UsageError
+
 
 def register(subparsers) -> None:
     p = subparsers.add_parser(
@@ -22,10 +24,13 @@ def register(subparsers) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from mhp.cli import UsageError
-    from training.artifact import pack_model_dir
-    from training.sagemaker_entry import (
-        HYPERPARAMETERS, DatasetError, HyperparameterError, _decode_string, run_training,
+    from training.artifact import pack_model_dir  # lazy: loaded only when this command runs (keeps `mhp --help` light)
+    from training.sagemaker_entry import (  # lazy: loaded only when this command runs (keeps `mhp --help` light)
+        HYPERPARAMETERS,
+        DatasetError,
+        HyperparameterError,
+        _decode_string,
+        run_training,
     )
 
     hps = {}

@@ -1,0 +1,1 @@
+"""The `mhp` subcommands, one module per room: each exposes ``register(subparsers)``."""

@@ -1,0 +1,1 @@
+"""Helpers for the tests and benchmarks (toy model, synthetic frames). Product code never imports this."""
