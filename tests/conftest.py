@@ -1,9 +1,29 @@
 """Shared pytest fixtures. Several rooms add fixtures here: append, don't reorder."""
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from core import local_aws
+
+# --- tiers ---------------------------------------------------------------------
+# The fast lane (`make test-fast`, <= 2 minutes on 2 cores): contract, catalog, the two feature
+# engines, the ingester's handler and state, the inference server, the model, the architecture.
+# `make test` runs everything, this lane included.
+FAST_LANE = {
+    "test_architecture.py", "test_contract.py", "test_events_doc.py", "test_features_doc.py",
+    "test_feature_engines.py", "test_feast_online.py", "test_ingestion_handler.py", "test_ingestion_state.py",
+    "test_ingestion_properties.py", "test_serving_server.py", "test_serving_alerts.py",
+    "test_training_preprocess.py", "test_training_model.py", "test_training_launcher.py",
+}
+
+
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        if Path(str(item.fspath)).name in FAST_LANE:
+            item.add_marker(pytest.mark.fast)
+
 
 # --- AWS (moto on 127.0.0.1) -------------------------------------------------
 # One moto server per test session (starting one costs ~0.3 s); each test that

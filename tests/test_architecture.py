@@ -14,8 +14,6 @@ from pathlib import Path
 
 import pytest
 
-pytestmark = pytest.mark.fast
-
 REPO = Path(__file__).resolve().parents[1]
 
 #: the allowed order, earliest first (the flow: events -> features -> datasets -> model -> scores -> alerts)
