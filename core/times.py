@@ -4,7 +4,7 @@ Features, labels and state are computed on these integers, never on wall-clock t
 """
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from datetime import date, datetime, timedelta, timezone
 
 from core.errors import UsageError
 
@@ -23,6 +23,11 @@ def to_us(t: datetime) -> int:
 def from_us(us: int) -> datetime:
     """Microseconds since the epoch as a UTC datetime."""
     return EPOCH + timedelta(microseconds=int(us))
+
+
+def date_us(d: date) -> int:
+    """The UTC midnight that starts calendar day ``d``."""
+    return (d - EPOCH.date()).days * DAY_US
 
 
 def midnight_us(us: int) -> int:

@@ -26,7 +26,7 @@ import numpy as np
 import pandas as pd
 import pyarrow.parquet as pq
 
-from core.times import DAY_US
+from core.times import DAY_US, date_us
 from labels import (
     CALLS_DAYS,
     CHURN_DAYS,
@@ -43,7 +43,6 @@ from .dynamics import CustomerState, step_customers
 from .market import MarketState, step_market
 from .output import filesystem
 from .params import PARAMS, Params
-from .records import day_start_us
 from .world import World, build_world, rng_for
 
 RNG_ORACLE = 99
@@ -76,7 +75,7 @@ def label_probabilities(sim_dir: str, rows: pd.DataFrame, n_paths: int = 200, se
     ts = pd.to_datetime(rows["event_timestamp"], utc=True)
     # naive timestamps are taken as UTC
     t_us = ((ts - pd.Timestamp(0, tz="UTC")) // pd.Timedelta(microseconds=1)).to_numpy(np.int64)
-    start_us = day_start_us(config.start_date)
+    start_us = date_us(config.start_date)
     day = np.floor_divide(t_us - start_us, DAY_US)
     tod = t_us - start_us - day * DAY_US
     index_of = pd.Series(np.arange(world.customers.ids.size), index=world.customers.ids)

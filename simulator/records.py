@@ -11,7 +11,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from core.times import DAY_US
+from core.times import date_us
 from events.contract import (
     CALL_CATEGORIES,
     CANCELLERS,
@@ -28,12 +28,6 @@ from events.contract import (
 
 from .day_events import CANCEL_REASONS, CODE, FAILURE_REASONS, DayEvents
 from .world import World, subject_category_index
-
-EPOCH = dt.date(1970, 1, 1)
-
-
-def day_start_us(date: dt.date) -> int:
-    return (date - EPOCH).days * DAY_US
 
 
 class RecordBuilder:
@@ -53,9 +47,9 @@ class RecordBuilder:
 
     def table(self, ev: DayEvents, date: dt.date) -> pa.Table:
         """The day's events (tod within [0, 1 day)) sorted by (timestamp, type, customer, tutor), ids assigned."""
-        ts = day_start_us(date) + ev.tod
+        ts = date_us(date) + ev.tod
         ev = ev.select(np.lexsort((ev.tutor, ev.cust, ev.etype, ts)))
-        ts = day_start_us(date) + ev.tod
+        ts = date_us(date) + ev.tod
         n = len(ev)
         seq = pc.utf8_lpad(pc.cast(pa.array(np.arange(n)), pa.string()), 8, "0")
         event_id = pc.binary_join_element_wise(f"ev-{date:%Y%m%d}-", seq, "")
