@@ -1,8 +1,10 @@
-"""The simulation's identity: size, length, seed and start date (written to simulation.json)."""
+"""The simulation's identity: size, length, seed and start date (written to simulation.json); the stream's
+arrival disorder (``Disorder``, simulator/disorder.py applies it)."""
 from __future__ import annotations
 
 import datetime as dt
 import json
+import math
 from dataclasses import asdict, dataclass
 
 DEFAULT_CUSTOMERS = 2_000
@@ -52,3 +54,41 @@ class SimConfig:
     @classmethod
     def from_json(cls, text: str) -> "SimConfig":
         return cls(**json.loads(text))
+
+
+class DisorderError(ValueError):
+    """A bad disorder setting; the message names the setting and what was expected."""
+
+
+@dataclass(frozen=True)
+class Disorder:
+    """How stream.jsonl's deliveries depart from event-time order (all zero: in order)."""
+
+    late_share: float = 0.0          # share of events delivered late
+    late_min: float = 60.0           # seconds: the shortest delay of a late event
+    late_max: float = 21_600.0       # seconds: the longest delay of a late event (6 h)
+    resend_share: float = 0.0        # share of events sent a second time
+    resend_min: float = 3_600.0      # seconds after the first copy's arrival (1 h)
+    resend_max: float = 86_400.0     # (1 day)
+
+    def __post_init__(self) -> None:
+        for name in ("late_share", "resend_share"):
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, (int, float)) or not 0.0 <= v <= 1.0:
+                raise DisorderError(f"{name.replace('_', '-')}: expected a number in [0, 1], got {v!r}")
+        for low, high in (("late_min", "late_max"), ("resend_min", "resend_max")):
+            lo, hi = getattr(self, low), getattr(self, high)
+            for name, v in ((low, lo), (high, hi)):
+                if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) or v < 1:
+                    raise DisorderError(f"{name.replace('_', '-')}: expected a number of seconds >= 1, got {v!r}")
+            if hi < lo:
+                raise DisorderError(f"{high.replace('_', '-')}: expected >= {low.replace('_', '-')} ({lo}), got {hi}")
+        for name in ("late_share", "late_min", "late_max", "resend_share", "resend_min", "resend_max"):
+            object.__setattr__(self, name, float(getattr(self, name)))  # one spelling in summary.json
+
+    @property
+    def active(self) -> bool:
+        return self.late_share > 0 or self.resend_share > 0
+
+    def to_dict(self) -> dict:
+        return asdict(self)

@@ -2,7 +2,8 @@
 
 Layout under OUT:
     events/date=YYYY-MM-DD/part-0.parquet   the event log (events.contract.EVENT_LOG_SCHEMA)
-    stream.jsonl                            every event, ordered by (timestamp, event_id)
+    stream.jsonl                            every event, ordered by (timestamp, event_id); with a
+                                            Disorder, in arrival order (late and re-sent lines)
     truth.parquet                           latent state per (customer_id, date), at 00:00 UTC
     simulation.json                         the SimConfig (the oracle rebuilds the world from it)
     summary.json                            event counts and label base rates
@@ -19,6 +20,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from .config import SimConfig
+from .disorder import ArrivalOrder
+from core.times import date_us
 
 # Fixed writer settings: identical inputs must give identical bytes.
 _PARQUET = dict(compression="zstd", use_dictionary=True, write_statistics=True)
@@ -38,8 +41,10 @@ def filesystem(out: str) -> tuple[fsspec.AbstractFileSystem, str]:
 
 
 class SimulationOutput:
-    def __init__(self, out: str, config: SimConfig, truth_schema: pa.Schema):
+    def __init__(self, out: str, config: SimConfig, truth_schema: pa.Schema,
+                 arrival: ArrivalOrder | None = None):
         self.fs, self.root = filesystem(out)
+        self.arrival = arrival
         if self.fs.exists(f"{self.root}/events"):  # a previous run's partitions would mix in
             self.fs.rm(f"{self.root}/events", recursive=True)
         self.fs.makedirs(self.root, exist_ok=True)
@@ -57,6 +62,9 @@ class SimulationOutput:
             pq.write_table(events, buf, **_PARQUET)
             with self.fs.open(f"{path}/part-0.parquet", "wb") as f:
                 f.write(buf.getvalue())
+        if self.arrival is not None:
+            ts = events.column("timestamp").cast(pa.int64()).to_numpy(zero_copy_only=False)
+            lines = self.arrival.day(date_us(date + dt.timedelta(days=1)), ts, lines.splitlines(keepends=True))
         self._stream.write(lines)
 
     def write_truth(self, table: pa.Table) -> None:
@@ -68,6 +76,8 @@ class SimulationOutput:
             f.write(text)
 
     def close(self) -> None:
+        if self.arrival is not None:  # deliveries after the last simulated day
+            self._stream.write(self.arrival.flush())
         self._truth.close()
         self._truth_file.close()
         self._stream.close()

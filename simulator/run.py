@@ -12,6 +12,7 @@ from core.times import DAY_US
 
 from .config import SimConfig
 from .day_events import CODE, DayEvents
+from .disorder import ArrivalOrder, Disorder
 from .dynamics import CustomerState, step_customers
 from .market import MarketState, step_market, tutor_availability
 from .output import SimulationOutput
@@ -72,14 +73,17 @@ def _backdated_signups(world: World) -> Iterable[tuple[dt.date, DayEvents]]:
 
 
 def simulate(config: SimConfig, out: str, days_iter: Callable[[range], Iterable[int]] = iter,
-             p: Params = PARAMS) -> dict:
+             p: Params = PARAMS, disorder: Disorder | None = None) -> dict:
     """Run the simulation into ``out`` (folder or s3:// URI); returns the summary (also in summary.json).
 
-    ``days_iter`` wraps the day range (the CLI passes a tqdm progress bar).
+    ``days_iter`` wraps the day range (the CLI passes a tqdm progress bar). ``disorder`` (late and
+    re-sent deliveries) changes only the order and copies of stream.jsonl's lines; without it the
+    stream is in (timestamp, event_id) order.
     """
     world = build_world(config, p)
     state, market = initial_state(world, p)
-    output = SimulationOutput(out, config, TRUTH_SCHEMA)
+    arrival = ArrivalOrder(disorder, config.seed) if disorder is not None and disorder.active else None
+    output = SimulationOutput(out, config, TRUTH_SCHEMA, arrival)
     records = RecordBuilder(world)
     rates = BaseRates(config.customers, config.days)
     try:
@@ -112,6 +116,8 @@ def simulate(config: SimConfig, out: str, days_iter: Callable[[range], Iterable[
             rates.add_day(day, events)
             market = step_market(market, rng_for(config.seed, RNG_MARKET, day, 1), p)
         summary = {"config": json.loads(config.to_json()), **rates.result()}
+        if arrival is not None:
+            summary["stream"] = arrival.stats()
         output.write_text("summary.json", json.dumps(summary, indent=2, sort_keys=True) + "\n")
         return summary
     finally:

@@ -4,7 +4,16 @@ from __future__ import annotations
 import argparse
 
 from core.errors import UsageError
-from simulator.config import DEFAULT_CUSTOMERS, DEFAULT_DAYS, DEFAULT_SEED, DEFAULT_START, ConfigError, SimConfig
+from simulator.config import (
+    DEFAULT_CUSTOMERS,
+    DEFAULT_DAYS,
+    DEFAULT_SEED,
+    DEFAULT_START,
+    ConfigError,
+    Disorder,
+    DisorderError,
+    SimConfig,
+)
 
 
 def register(subparsers) -> None:
@@ -25,15 +34,42 @@ def register(subparsers) -> None:
     p.add_argument("--start", default=DEFAULT_START, help=f"first UTC date, YYYY-MM-DD (default {DEFAULT_START})")
     p.add_argument("--out", default="out/sim", help="output folder or s3://bucket/prefix (default out/sim)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    d = p.add_argument_group(
+        "arrival disorder",
+        "stream.jsonl in arrival order: a share of events delivered late, a share re-sent (same event_id). "
+        "Event timestamps and the event log are unchanged; delays are log-uniform in [min, max] seconds.")
+    d.add_argument("--late-share", type=str, default="0", help="share of events delivered late (default 0)")
+    d.add_argument("--late-min", type=str, default="60", help="shortest delay of a late event, seconds (default 60)")
+    d.add_argument("--late-max", type=str, default="21600",
+                   help="longest delay of a late event, seconds (default 21600 = 6 h)")
+    d.add_argument("--resend-share", type=str, default="0", help="share of events sent twice (default 0)")
+    d.add_argument("--resend-min", type=str, default="3600",
+                   help="shortest delay of the second copy after the first, seconds (default 3600)")
+    d.add_argument("--resend-max", type=str, default="86400",
+                   help="longest delay of the second copy after the first, seconds (default 86400)")
     p.set_defaults(func=run)
 
 
 def _int(name: str, text: str) -> int:
-
     try:
         return int(text)
     except ValueError:
         raise UsageError(f"--{name}: expected an integer, got {text!r}") from None
+
+
+def _float(name: str, text: str) -> float:
+    try:
+        return float(text)
+    except ValueError:
+        raise UsageError(f"--{name}: expected a number, got {text!r}") from None
+
+
+def disorder_from_args(args: argparse.Namespace) -> Disorder:
+    names = ("late_share", "late_min", "late_max", "resend_share", "resend_min", "resend_max")
+    try:
+        return Disorder(**{n: _float(n.replace("_", "-"), getattr(args, n)) for n in names})
+    except DisorderError as exc:
+        raise UsageError(f"--{exc}") from None
 
 
 def run(args: argparse.Namespace) -> int:
@@ -46,13 +82,14 @@ def run(args: argparse.Namespace) -> int:
                            seed=_int("seed", args.seed), start=args.start)
     except ConfigError as exc:
         raise UsageError(f"--{exc}") from None
+    disorder = disorder_from_args(args)
     if not args.out or not str(args.out).strip():
         raise UsageError("--out: expected a folder or s3://bucket/prefix, got an empty string")
 
     def days(r):
         return tqdm(r, desc="simulating", unit="day", disable=args.no_progress)
 
-    summary = simulate(config, args.out, days_iter=days)
+    summary = simulate(config, args.out, days_iter=days, disorder=disorder)
     print(format_summary(summary, args.out))
     return 0
 
@@ -80,4 +117,10 @@ def format_summary(s: dict, out: str) -> str:
         + ("n/a (too few windows or no churn among the healthiest)" if s["churn_decile_ratio"] is None
            else f"{s['churn_decile_ratio']:.1f}x"),
     ]
+    if "stream" in s:
+        st = s["stream"]
+        d = st["disorder"]
+        lines.append(
+            f"stream in arrival order: {st['late_events']:,} events late by {d['late_min']:g}-{d['late_max']:g} s, "
+            f"{st['resent_events']:,} re-sent {d['resend_min']:g}-{d['resend_max']:g} s after the first copy")
     return "\n".join(lines)
