@@ -9,11 +9,8 @@ starts applying one, the test says to move that check to the service API.
 from __future__ import annotations
 
 import ast
-import contextlib
 import copy
 import json
-import logging
-import os
 import re
 import subprocess
 import sys
@@ -21,6 +18,8 @@ import time
 from pathlib import Path
 
 import pytest
+
+from core import local_aws
 
 ROOT = Path(__file__).resolve().parents[1]
 TEMPLATE = ROOT / "deploy" / "template.yaml"
@@ -61,6 +60,8 @@ SCHEDULES = {"TickRule": ("TickFunction", "cron(0 0 * * ? *)"),
 
 # moto's server thread warns once per resource of an unsupported type (UNSUPPORTED_TYPES)
 pytestmark = pytest.mark.filterwarnings("ignore:Tried to parse:UserWarning")
+#: the tests that create the stack on the moto server
+aws = pytest.mark.aws
 
 #: resource types moto's CloudFormation skips (it warns and marks them CREATE_COMPLETE, no physical id)
 UNSUPPORTED_TYPES = {"AWS::CloudWatch::Alarm", "AWS::S3::BucketPolicy"}
@@ -254,33 +255,6 @@ def test_one_role_per_function_each_with_only_its_own_writes():
 
 # ----------------------------------------------------------------------------- (c) the stack on moto
 
-@contextlib.contextmanager
-def _moto(monkeypatch):
-    from moto.server import ThreadedMotoServer
-
-    logging.getLogger("werkzeug").setLevel(logging.WARNING)
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
-    host, port = server.get_host_and_port()
-    endpoint = f"http://{host}:{port}"
-    for k in ("AWS_PROFILE", "AWS_DEFAULT_PROFILE", "AWS_SESSION_TOKEN", "AWS_SECURITY_TOKEN"):
-        monkeypatch.delenv(k, raising=False)
-    for k, v in {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "AWS_DEFAULT_REGION": REGION,
-                 "AWS_REGION": REGION, "AWS_ENDPOINT_URL": endpoint, "AWS_EC2_METADATA_DISABLED": "true",
-                 "AWS_CONFIG_FILE": os.devnull, "AWS_SHARED_CREDENTIALS_FILE": os.devnull}.items():
-        monkeypatch.setenv(k, v)
-    try:
-        yield endpoint
-    finally:
-        import urllib.request
-
-        try:   # moto's backends are process-wide: leave nothing behind for other tests
-            urllib.request.urlopen(urllib.request.Request(f"{endpoint}/moto-api/reset", data=b"", method="POST"),
-                                   timeout=10).read()
-        finally:
-            server.stop()
-
-
 def _create_stack(cf, name: str, params: dict) -> dict:
     cf.create_stack(StackName=name, TemplateBody=TEMPLATE.read_text(),
                     Parameters=[{"ParameterKey": k, "ParameterValue": v} for k, v in params.items()],
@@ -296,22 +270,28 @@ def _create_stack(cf, name: str, params: dict) -> dict:
 
 
 @pytest.fixture(scope="module")
-def stack():
+def stack(moto_server_url):
+    """The stack created once for this module on the session's moto server (core.local_aws);
+    the AWS env vars point at it for the module, and moto is reset afterwards."""
     import boto3
 
-    with pytest.MonkeyPatch.context() as mp, _moto(mp) as endpoint:
-        client = lambda service: boto3.client(service, endpoint_url=endpoint, region_name=REGION)
-        t0 = time.perf_counter()
-        st = _create_stack(client("cloudformation"), f"mhp-{STAGE}", PARAMS)
-        created_in = time.perf_counter() - t0
-        summaries = client("cloudformation").list_stack_resources(StackName=f"mhp-{STAGE}")["StackResourceSummaries"]
-        yield {
-            "client": client, "endpoint": endpoint, "created_in": created_in,
-            "outputs": {o["OutputKey"]: o["OutputValue"] for o in st.get("Outputs", [])},
-            "resources": {r["LogicalResourceId"]: r for r in summaries},
-        }
+    with local_aws.patched_env(local_aws.moto_env(moto_server_url, REGION)):
+        try:
+            client = lambda service: boto3.client(service, endpoint_url=moto_server_url, region_name=REGION)
+            t0 = time.perf_counter()
+            st = _create_stack(client("cloudformation"), f"mhp-{STAGE}", PARAMS)
+            created_in = time.perf_counter() - t0
+            summaries = client("cloudformation").list_stack_resources(StackName=f"mhp-{STAGE}")["StackResourceSummaries"]
+            yield {
+                "client": client, "endpoint": moto_server_url, "created_in": created_in,
+                "outputs": {o["OutputKey"]: o["OutputValue"] for o in st.get("Outputs", [])},
+                "resources": {r["LogicalResourceId"]: r for r in summaries},
+            }
+        finally:
+            local_aws.reset_moto(moto_server_url)
 
 
+@aws
 def test_every_template_resource_is_in_the_stack(stack):
     template = load_template()
     supported = {k for k, r in template["Resources"].items() if r["Type"] not in UNSUPPORTED_TYPES}
@@ -327,6 +307,7 @@ def test_every_template_resource_is_in_the_stack(stack):
     assert stack["created_in"] < 30
 
 
+@aws
 def test_kinesis_stream(stack):
     s = stack["client"]("kinesis").describe_stream_summary(StreamName=f"mhp-{STAGE}-events")["StreamDescriptionSummary"]
     assert s["StreamStatus"] == "ACTIVE"
@@ -339,6 +320,7 @@ def test_kinesis_stream(stack):
     assert enc == {"EncryptionType": "KMS", "KeyId": "alias/aws/kinesis"}
 
 
+@aws
 def test_lambda_functions_images_roles_environment(stack):
     lam = stack["client"]("lambda")
     outs = stack["outputs"]
@@ -374,6 +356,7 @@ def test_lambda_functions_images_roles_environment(stack):
     assert ticks["MHP_STREAM_NAME"] == outs["StreamName"] and ticks["MHP_STATE_TABLE"] == TABLES[0]
 
 
+@aws
 def test_event_source_mapping(stack):
     (esm,) = stack["client"]("lambda").list_event_source_mappings(FunctionName=f"mhp-{STAGE}-ingester")["EventSourceMappings"]
     assert esm["EventSourceArn"] == stack["outputs"]["StreamArn"]
@@ -393,6 +376,7 @@ def test_event_source_mapping(stack):
     assert params["MaximumRetryAttempts"]["MinValue"] >= 0 and params["MaximumRecordAgeInSeconds"]["MinValue"] > 0
 
 
+@aws
 def test_dynamodb_tables(stack):
     ddb = stack["client"]("dynamodb")
     for name in TABLES:
@@ -410,6 +394,7 @@ def test_dynamodb_tables(stack):
             assert res["Properties"]["SSESpecification"] == {"SSEEnabled": True}, logical
 
 
+@aws
 def test_s3_bucket(stack):
     s3 = stack["client"]("s3")
     assert stack["outputs"]["DataBucketName"] == BUCKET
@@ -428,6 +413,7 @@ def test_s3_bucket(stack):
     assert [(s["Effect"], s["Condition"]) for s in policy] == [("Deny", {"Bool": {"aws:SecureTransport": "false"}})]
 
 
+@aws
 def test_sns_topics_and_sqs_queues(stack):
     sns, sqs = stack["client"]("sns"), stack["client"]("sqs")
     for key in ("AlertTopicArn", "OpsTopicArn"):
@@ -438,6 +424,7 @@ def test_sns_topics_and_sqs_queues(stack):
         assert a["MessageRetentionPeriod"] == "1209600" and a["SqsManagedSseEnabled"] == "true", logical
 
 
+@aws
 def test_schedules(stack):
     events, lam = stack["client"]("events"), stack["client"]("lambda")
     template = load_template()
@@ -455,6 +442,7 @@ def test_schedules(stack):
     assert template["Parameters"]["TickSchedule"]["Default"] == "cron(0 0 * * ? *)"   # 00:00 UTC
 
 
+@aws
 def test_sagemaker_endpoint(stack):
     sm = stack["client"]("sagemaker")
     # moto gap: the endpoint's EndpointName is replaced by a generated one; its name is checked
@@ -485,6 +473,7 @@ def _policy_doc(raw):
         return ast.literal_eval(raw)
 
 
+@aws
 def test_iam_roles_resolve_to_the_stack_resources(stack):
     iam, ddb = stack["client"]("iam"), stack["client"]("dynamodb")
     for suffix in ("ingester", "day-ticks", "materialize", "batch-score", "sagemaker"):
@@ -505,6 +494,7 @@ def test_iam_roles_resolve_to_the_stack_resources(stack):
     assert pull["Resource"] == f"arn:aws:ecr:{REGION}:{ACCOUNT}:repository/mhp-inference"
 
 
+@aws
 def test_log_groups(stack):
     logs = stack["client"]("logs")
     for suffix, _, _ in FUNCTIONS.values():
@@ -512,6 +502,7 @@ def test_log_groups(stack):
         assert g["retentionInDays"] == 30
 
 
+@aws
 def test_alarms_by_text(stack):
     """moto's CloudFormation does not create AWS::CloudWatch::Alarm: every alarm is checked in the text."""
     assert [a for a in stack["client"]("cloudwatch").describe_alarms()["MetricAlarms"]
@@ -531,6 +522,7 @@ def test_alarms_by_text(stack):
     assert seen == expected
 
 
+@aws
 def test_a_second_stage_on_demand_in_the_same_account(stack):
     """Names carry the stage (no clash with the first stack); the default stream is on demand."""
     params = {k: v for k, v in PARAMS.items() if k in ("IngesterImageUri", "JobsImageUri", "InferenceImageUri")}
