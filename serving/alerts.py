@@ -1,6 +1,6 @@
 """Alert rules -> alert payloads.
 
-The spec's payload per type (feature-engineering-spec.md ``check_alert_thresholds``):
+The payload per alert type (docs/serving.md, "Alert rules"):
 
 * ``churn_risk_ib_calls`` (critical): ``details`` = "High likelihood of >=2 IB calls in 14 days"
 * ``churn_risk_high`` (high): ``churn_probability``

@@ -1,5 +1,8 @@
 """The SageMaker training-job launcher, against a moto server on 127.0.0.1."""
 import io
+import subprocess
+import sys
+import sysconfig
 import tarfile
 
 import pytest
@@ -64,6 +67,20 @@ def test_source_tarball_is_reproducible_and_holds_the_entry_point(tmp_path):
         assert {m.mtime for m in tar.getmembers()} == {0}
     assert "training/sagemaker_entry.py" in names and "requirements.txt" in names
     assert not any("__pycache__" in n for n in names)
+
+
+def test_the_entry_point_imports_from_the_source_tarball_alone(tmp_path):
+    """In the training container only the tarball's packages exist: the entry point and its quality
+    gate must import from them (no site-packages .pth, so our installed package is invisible)."""
+    with tarfile.open(build_source_tarball(tmp_path / "src.tar.gz")) as tar:
+        tar.extractall(tmp_path / "src", filter="data")
+    script = ("import sys; sys.path[:0] = [sys.argv[1], sys.argv[2]]\n"
+              "import training.sagemaker_entry, training.quality, validation.gate, validation.suites\n"
+              "assert training.quality.__file__.startswith(sys.argv[1]), training.quality.__file__\n"
+              "print('ok')")
+    proc = subprocess.run([sys.executable, "-I", "-S", "-c", script, str(tmp_path / "src"),
+                           sysconfig.get_paths()["purelib"]], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0 and proc.stdout.strip() == "ok", proc.stderr[-2000:]
 
 
 def test_launch_against_moto_and_describe_returns_what_we_sent(moto_endpoint):

@@ -20,6 +20,9 @@ from training.artifact import deterministic_tar_gz
 from training.sagemaker_entry import HYPERPARAMETERS
 
 ENTRY_POINT = "training/sagemaker_entry.py"
+#: what the entry point imports in the container: training, its quality gate (validation) and the
+#: rooms validation stands on (tests/test_training_launcher.py runs the entry point from the tarball alone)
+SOURCE_PACKAGES = ("core", "events", "validation", "training")
 #: AWS Deep Learning Containers registry account for most commercial regions
 DLC_ACCOUNT = "763104351884"
 #: run-time dependencies the PyTorch training container lacks (installed by the toolkit)
@@ -119,16 +122,17 @@ def build_training_job_request(spec: TrainingJobSpec) -> dict[str, Any]:
 
 
 def build_source_tarball(out_path) -> Path:
-    """``sourcedir.tar.gz``: the ``training`` and ``validation`` packages + requirements.txt, reproducibly packed."""
+    """``sourcedir.tar.gz``: the packages the entry point imports (``SOURCE_PACKAGES``) +
+    requirements.txt, reproducibly packed."""
     import shutil
     import tempfile
 
-    package = Path(__file__).resolve().parent
+    repo = Path(__file__).resolve().parent.parent
     with tempfile.TemporaryDirectory(prefix="mhp-sourcedir-") as tmp:
         root = Path(tmp)
         ignore = shutil.ignore_patterns("__pycache__", "*.pyc")
-        shutil.copytree(package, root / "training", ignore=ignore)
-        shutil.copytree(package.parent / "validation", root / "validation", ignore=ignore)
+        for package in SOURCE_PACKAGES:
+            shutil.copytree(repo / package, root / package, ignore=ignore)
         (root / "requirements.txt").write_text(SOURCE_REQUIREMENTS)
         return deterministic_tar_gz(root, out_path)
 
