@@ -1,6 +1,6 @@
 """Alert rules -> alert payloads.
 
-The payload per alert type (docs/serving.md, "Alert rules"):
+The payload per alert type (docs/serving.md, section 3, "Alerts"):
 
 * ``churn_risk_ib_calls`` (critical): ``details`` = "High likelihood of >=2 IB calls in 14 days"
 * ``churn_risk_high`` (high): ``churn_probability``
