@@ -2,6 +2,11 @@
 
 Each room registers its own subcommands: a module listed in COMMAND_MODULES
 exposes ``register(subparsers)``; the parsed namespace's ``func`` runs it.
+
+A slim install (a deploy image: ``pip install .[serve]``, deploy/*.Dockerfile) lacks some
+extras' third-party packages; a command module that cannot be imported for that reason is
+left out and named in ``mhp --help`` with the missing package, instead of breaking every
+other command (the inference image runs ``mhp serve`` without DuckDB or Great Expectations).
 """
 from __future__ import annotations
 
@@ -23,12 +28,27 @@ COMMAND_MODULES: list[str] = [
 ]
 
 
+#: the project's own top-level packages: failing to import one of these is a bug, never skipped
+PROJECT_PACKAGES = frozenset({"core", "events", "labels", "simulator", "validation", "features", "ingestion",
+                              "training", "serving", "mhp"})
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="mhp", description="Marketplace Health Platform")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
+    unavailable = []
     for name in COMMAND_MODULES:
-        importlib.import_module(name).register(sub)
+        try:
+            importlib.import_module(name).register(sub)
+        except ModuleNotFoundError as exc:
+            missing = (exc.name or "").partition(".")[0]
+            if not missing or missing in PROJECT_PACKAGES:
+                raise
+            unavailable.append(f"{name.rsplit('.', 1)[-1]} (needs {missing!r})")
+    if unavailable:
+        parser.epilog = ("not installed here: " + ", ".join(unavailable)
+                         + "; pip install 'marketplace-health[test]' brings every command")
     return parser
 
 

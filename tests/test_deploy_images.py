@@ -108,3 +108,27 @@ def test_inference_entrypoint_runs_mhp_serve_on_8080():
     text = (ROOT / "deploy" / "inference-entrypoint.sh").read_text()
     assert 'exec mhp serve --model "${SM_MODEL_DIR:-/opt/ml/model}" --host 0.0.0.0 --port "${SAGEMAKER_BIND_TO_PORT:-8080}"' in text
     assert 'CMD ["serve"]' in (ROOT / "deploy" / "inference.Dockerfile").read_text()
+
+
+def test_mhp_serve_runs_in_the_inference_image(closures):
+    """The image's entry point is `mhp serve`: the CLI must start without the other extras'
+    packages (DuckDB, Great Expectations, ...) and name what it left out."""
+    probe = ("import contextlib, io, mhp.cli\n"
+             "for argv in (['serve', '--help'], ['--help']):\n"
+             "    out = io.StringIO()\n"
+             "    with contextlib.redirect_stdout(out), contextlib.suppress(SystemExit):\n"
+             "        mhp.cli.main(argv)\n"
+             "    print(out.getvalue())\n")
+    r = D.import_check(probe, D.blocked_modules(closures["inference"]))
+    assert r.ok, r.output[-3000:]
+    assert "--model" in r.output and "--port" in r.output            # mhp serve --help
+    assert "not installed here:" in r.output and "dataset (needs 'duckdb')" in r.output
+
+
+def test_mhp_cli_still_fails_loudly_on_a_broken_project_import(monkeypatch):
+    """Only a missing third-party package is tolerated, never a missing project module."""
+    import mhp.cli
+
+    monkeypatch.setattr(mhp.cli, "COMMAND_MODULES", ["mhp.commands.serve", "mhp.commands.no_such_command"])
+    with pytest.raises(ModuleNotFoundError):
+        mhp.cli.build_parser()
