@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 PYTEST_ARGS ?=
 
-.PHONY: install demo test test-fast bench clean
+.PHONY: install demo test test-fast bench image-deps clean
 
 $(BIN)/python:
 	$(PY) -m venv $(VENV)
@@ -31,6 +31,11 @@ test-fast: install
 
 bench: install
 	$(BIN)/python -m bench
+
+# Each deploy image's dependency set (deploy/*.Dockerfile) installed into a fresh virtualenv:
+# installed size and the entry point's import time (downloads from the package index; minutes).
+image-deps: install
+	$(BIN)/python -m deploy.image_deps --fresh
 
 clean:
 	rm -rf out .pytest_cache
