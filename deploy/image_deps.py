@@ -61,7 +61,7 @@ _OPEN_STORE = ("from features.store import open_store; "
                "open_store('aws', __import__('tempfile').mkdtemp(), 's3://mhp-probe/data')")
 IMAGES = (
     Image("ingester", "deploy/ingester.Dockerfile", "ingest",
-          f"import ingestion.handler, ingestion.push, ingestion.state_store, ingestion.dead_letters; {_OPEN_STORE}"),
+          f"import ingestion.handler, ingestion.push, ingestion.state_store, ingestion.dynamodb_state_store, ingestion.dead_letters; {_OPEN_STORE}"),
     Image("jobs", "deploy/jobs.Dockerfile", "jobs",
           f"import ingestion.ticks, serving.batch, serving.runtime; {_OPEN_STORE}"),
     Image("inference", "deploy/inference.Dockerfile", "serve",

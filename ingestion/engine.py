@@ -26,7 +26,7 @@ from features import state as S
 
 from .hooks import HIGH_SIGNAL_TYPES
 from .records import Decoded
-from .state_store import RECENT_IDS, Item, id_digest
+from .state_codec import RECENT_IDS, Item, id_digest
 
 
 @dataclass

@@ -50,7 +50,9 @@ from .dead_letters import DeadLetterSink, SQSDeadLetters, letter
 from .hooks import NoOpScoringHook, ScoringHook
 from .push import FeastPusher, Pusher
 from .records import FUTURE_TOLERANCE_US, MAX_RECORD_BYTES, DeadLetter, Decoded, decode, from_us, horizon_key
-from .state_store import DynamoDBStateStore, Item, StateStore
+from .dynamodb_state_store import DynamoDBStateStore
+from .state_codec import Item
+from .state_store import StateStore
 
 logger = Logger(service="mhp-ingestion")
 

@@ -9,7 +9,7 @@ from ingestion.handler import Ingester, current_states
 from ingestion.kinesis_poller import KinesisPoller, put_stream_lines
 from ingestion.push import MemoryPusher
 from ingestion.records import to_us
-from ingestion.state_store import DynamoDBStateStore
+from ingestion.dynamodb_state_store import DynamoDBStateStore
 from ingestion.ticks import enqueue_day_ticks
 from tests.eventlog import ev, session, ts
 

@@ -10,7 +10,9 @@ from ingestion.dead_letters import SQLiteDeadLetters
 from ingestion.handler import Ingester
 from ingestion.push import MemoryPusher
 from ingestion.records import kinesis_record, to_us
-from ingestion.state_store import DynamoDBStateStore, Item, SQLiteStateStore, encode, id_digest
+from ingestion.dynamodb_state_store import DynamoDBStateStore
+from ingestion.state_codec import Item, encode, id_digest
+from ingestion.state_store import SQLiteStateStore
 from tests.eventlog import ev, session, ts
 
 
@@ -120,7 +122,7 @@ def test_state_size_is_bounded():
 def test_compact_body_round_trips_and_reads_formats_1_and_2():
     import zlib
 
-    from ingestion.state_store import decode
+    from ingestion.state_codec import decode
 
     rng = random.Random(2)
     item = Item("c1", version=3, seq=10 ** 55 + 7, pushed_clock=None)

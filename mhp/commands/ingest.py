@@ -48,8 +48,10 @@ def build_ingester(ws: workspace.Workspace):
     )
     from ingestion.handler import Ingester  # lazy: loaded only when this command runs (keeps `mhp --help` light)
     from ingestion.push import FeastPusher  # lazy: loaded only when this command runs (keeps `mhp --help` light)
-    from ingestion.state_store import (  # lazy: loaded only when this command runs (keeps `mhp --help` light)
+    from ingestion.dynamodb_state_store import (  # lazy: loaded only when this command runs (keeps `mhp --help` light)
         DynamoDBStateStore,
+    )
+    from ingestion.state_store import (  # lazy: loaded only when this command runs (keeps `mhp --help` light)
         SQLiteStateStore,
     )
 
