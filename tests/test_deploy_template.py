@@ -238,9 +238,10 @@ def test_one_role_per_function_each_with_only_its_own_writes():
     g = {f: _grants(t, r) for f, r in roles.items()}
     writers = lambda action, target: {f for f, grants in g.items() if (action, target) in grants}
     # the customer view is the ingester's (push); the batch views the materializer's
-    assert writers("dynamodb:BatchWriteItem", "CustomerFeaturesTable") == {"IngesterFunction"}
-    for table in ("TutorFeaturesTable", "SubjectFeaturesTable", "MarketplaceFeaturesTable"):
-        assert writers("dynamodb:BatchWriteItem", table) == {"MaterializeFunction"}
+    for action in ("dynamodb:PutItem", "dynamodb:BatchWriteItem"):
+        assert writers(action, "CustomerFeaturesTable") == {"IngesterFunction"}
+        for table in ("TutorFeaturesTable", "SubjectFeaturesTable", "MarketplaceFeaturesTable"):
+            assert writers(action, table) == {"MaterializeFunction"}
     # only the ingester writes states; only the tick job puts records on the stream
     assert {f for f, grants in g.items() if any(a in ("dynamodb:PutItem", "dynamodb:UpdateItem") and r == "StateTable"
                                                   for a, r in grants)} == {"IngesterFunction"}
