@@ -228,8 +228,26 @@ def dockerfile_extra(dockerfile: str) -> str:
     return m.group(1)
 
 
-def fresh_install(image: Image, workdir: Path, pip_args: tuple[str, ...] = ()) -> dict:
-    """New virtualenv, ``pip install ROOT[extra]``, installed size and the probe's import time."""
+def pinned_constraints(path: Path) -> Path:
+    """This venv's versions as a pip constraints file (the versions the suite is tested with).
+
+    Without it pip backtracks for many minutes through boto3/botocore releases (aiobotocore pins
+    botocore narrowly) downloading each one's metadata; with it the fresh install resolves at
+    once and measures the same versions the suite runs."""
+    lines = []
+    for dist in metadata.distributions():
+        name = canonicalize_name(dist.metadata["Name"])
+        if name != PROJECT:
+            lines.append(f"{name}=={dist.version}")
+    path.write_text("\n".join(sorted(set(lines))) + "\n")
+    return path
+
+
+def fresh_install(image: Image, workdir: Path, pip_args: tuple[str, ...] | None = None) -> dict:
+    """New virtualenv, ``pip install ROOT[extra]`` (pinned to this venv's versions unless
+    ``pip_args`` is given), installed size and the probe's import time."""
+    if pip_args is None:
+        pip_args = ("-c", str(pinned_constraints(workdir / "constraints.txt")))
     venv = workdir / f"venv-{image.name}"
     subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
     py = venv / "bin" / "python"
