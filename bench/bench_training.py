@@ -12,6 +12,7 @@ from pathlib import Path
 
 
 def run(quick: bool) -> list[dict]:
+    from core.workspace import Workspace
     from simulator.config import DEFAULT_CUSTOMERS, DEFAULT_DAYS, SimConfig
     from simulator.run import simulate
     from training import dataset as D
@@ -24,7 +25,7 @@ def run(quick: bool) -> list[dict]:
         ws = Path(tmp) / "ws"
         simulate(SimConfig(customers=customers, days=days), str(ws))
         t = time.perf_counter()
-        D.ensure_feature_store(D.Paths(ws), progress=False, log=lambda s: None)
+        D.ensure_feature_store(Workspace.local(ws), progress=False, log=lambda s: None)
         backfill = time.perf_counter() - t
         t = time.perf_counter()
         res = D.build_for_workspace(ws, progress=False, log=lambda s: None)

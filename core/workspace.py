@@ -4,7 +4,9 @@
     <root>/stream.jsonl     the time-ordered stream for replay     <- mhp simulate
     <root>/features/        feature snapshot tables (Parquet)      <- mhp backfill
     <state>/feast/          Feast registry + embedded online store <- mhp apply / materialize
-    <root>/dataset/, <root>/model/, ...                            <- later steps
+    <state>/dataset/        the point-in-time training set         <- mhp dataset
+    <state>/model/          the trained model and its report       <- mhp train
+    <root>/simulation.json  present when the workspace is a simulation's output (the oracle can run)
 
 ``root`` is a local folder (profile local) or an s3:// URI (aws profiles);
 ``state`` is always a local folder (the workspace folder itself when local).
@@ -42,6 +44,25 @@ class Workspace:
     @property
     def feast_state(self) -> Path:
         return self.state / "feast"
+
+    # local folders: the dataset build and training read and write them with local file I/O
+    @property
+    def dataset(self) -> Path:
+        return self.state / "dataset"
+
+    @property
+    def model(self) -> Path:
+        return self.state / "model"
+
+    @property
+    def simulation(self) -> str | None:
+        """The root when the workspace is a simulation's output (it has simulation.json), else None."""
+        return self.root if storage.exists(self.path("simulation.json")) else None
+
+    @classmethod
+    def local(cls, folder: str | Path) -> "Workspace":
+        """A workspace kept wholly in a local folder (the local profile)."""
+        return cls(root=str(folder), state=Path(folder))
 
     def path(self, *parts: str) -> str:
         return storage.join(self.root, *parts)

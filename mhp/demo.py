@@ -130,9 +130,9 @@ def _run(args) -> int:
     with steps.step("point-in-time training set (labels observed before the live days)"):
         from training.dataset import build_training_set  # lazy: loaded only when this command runs (keeps `mhp --help` light)
 
-        ds = build_training_set(ws.events, ws.features, store, root / "dataset", sim_dir=str(root),
+        ds = build_training_set(ws.events, ws.features, store, ws.dataset, sim_dir=str(root),
                                 data_end=history_end)
-        print(f"dataset: {ds.path if hasattr(ds, 'path') else root / 'dataset'}")
+        print(f"dataset: {ds.out_dir}")
 
     with steps.step("train the multi-task model (SageMaker training contract)"):
         from training.artifact import pack_model_dir  # lazy: loaded only when this command runs (keeps `mhp --help` light)

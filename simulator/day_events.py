@@ -7,10 +7,13 @@ carried to their own date by the writer.
 from __future__ import annotations
 
 from dataclasses import dataclass, fields
+from typing import Iterable
 
 import numpy as np
 
-from events.contract import EVENT_TYPES
+from events.contract import EVENT_TYPES, SESSION_STATUSES
+from events.filters import EventFilter
+from labels import LabelAggregate
 
 CODE = {name: np.int8(i) for i, name in enumerate(EVENT_TYPES)}
 COMPLETED, CANCELLED, NO_SHOW = 0, 1, 2          # events.contract.SESSION_STATUSES order
@@ -72,26 +75,48 @@ class DayEvents:
     def __len__(self) -> int:
         return len(self.etype)
 
-    def label_counts(self, n: int, keep: np.ndarray) -> dict[str, np.ndarray]:
-        """Per-customer inputs of labels over the kept events (vectorised bincount)."""
+    def matches(self, source: EventFilter) -> np.ndarray:
+        """Which events ``source`` selects: the event-filter language, vectorised over the arrays
+        (a missing value -- code -1 or NaN -- satisfies no comparison, as in SQL)."""
+        m = np.isin(self.etype, [CODE[t] for t in source.event_types])
+        for c in source.where:
+            if c.field not in _FIELDS:
+                raise ValueError(f"event filter: field {c.field!r} is not simulated as a DayEvents column; "
+                                 f"expected one of {sorted(_FIELDS)}")
+            column, vocabulary = _FIELDS[c.field]
+            v = getattr(self, column)
+            null = np.isnan(v) if v.dtype.kind == "f" else v < 0
+            if c.op == "not_null":
+                m &= ~null
+            elif c.op == "==":
+                m &= ~null & (v == (vocabulary.index(c.value) if vocabulary else c.value))
+            elif c.op in ("<", ">") and not vocabulary:
+                m &= ~null & ((v < c.value) if c.op == "<" else (v > c.value))
+            else:
+                raise ValueError(f"event filter: {c.describe()} is not supported on DayEvents")
+        return m
+
+    def label_counts(self, n: int, keep: np.ndarray,
+                     aggregates: Iterable[LabelAggregate]) -> dict[str, np.ndarray]:
+        """Per-customer values of label aggregates over the kept events (vectorised bincount); the
+        caller keeps the events of each aggregate's window."""
         e = self.select(keep & (self.cust >= 0))
-        session = e.etype == CODE["session_completed"]
-        completed = session & (e.status == COMPLETED)
-        rated = completed & ~np.isnan(e.rating)
+        out: dict[str, np.ndarray] = {}
+        masks: dict[EventFilter, np.ndarray] = {}
+        for a in aggregates:
+            mask = masks.get(a.source)
+            if mask is None:
+                mask = masks[a.source] = e.matches(a.source)
+            weights = None
+            if a.value is not None:
+                weights = getattr(e, _FIELDS[a.value][0])[mask]
+                weights = np.where(np.isnan(weights), 0.0, weights)   # as SQL's SUM: a missing value adds nothing
+            out[a.name] = np.bincount(e.cust[mask], weights=weights, minlength=n)
+        return out
 
-        def count(mask, weights=None):
-            return np.bincount(e.cust[mask], weights=None if weights is None else weights[mask], minlength=n)
 
-        return dict(
-            completed_sessions=count(completed),
-            rating_sum=count(rated, e.rating),
-            rating_n=count(rated),
-            inbound_calls=count(e.etype == CODE["inbound_call"]),
-            failed_payments=count(e.etype == CODE["payment_failed"]),
-            no_shows=count(session & (e.status == NO_SHOW)),
-            cancelled=count(e.etype == CODE["subscription_cancelled"]),
-        )
-
+#: event-contract field -> (DayEvents column, its vocabulary when the column holds codes)
+_FIELDS = {"status": ("status", SESSION_STATUSES), "student_rating": ("rating", None)}
 
 _DTYPES = dict(cust=np.int32, tutor=np.int32, subject=np.int8, status=np.int8, canceller=np.int8,
                category=np.int8, escalated=np.int8, origin_day=np.int32, rating=np.float64,

@@ -5,7 +5,7 @@ truth.parquet (the state that governs the whole of day(t)), copied ``n_paths``
 times together with the state of the customer's subject market, and pushed
 forward with the simulator's own ``step_market`` / ``step_customers`` for
 day(t) .. day(t) + LABEL_HORIZON_DAYS. Labels are labels' functions of
-each path's events in (t, t + horizon].
+the declared aggregates (``labels.AGGREGATES``) of each path's events in (t, t + days].
 
 The intra-day part of day(t): day(t) is simulated whole, from its midnight
 state; its events at or before t are not counted (labels look strictly after
@@ -27,15 +27,7 @@ import pandas as pd
 import pyarrow.parquet as pq
 
 from core.times import DAY_US, date_us
-from labels import (
-    CALLS_DAYS,
-    CHURN_DAYS,
-    HEALTH_DAYS,
-    LABEL_HORIZON_DAYS,
-    churn_label,
-    health_score,
-    ib_calls_label,
-)
+from labels import AGGREGATES, LABEL_HORIZON_DAYS, label_values
 
 from .config import SimConfig
 from .day_events import CODE
@@ -124,7 +116,8 @@ def _simulate_rows(world: World, s: pd.DataFrame, tod: np.ndarray, n_paths: int,
     paths = np.repeat(np.arange(ci.size), n_paths)
     state, market, t_path = state.take(paths), market.take(paths), tod[paths]
     n = paths.size
-    totals = {h: None for h in (CHURN_DAYS, CALLS_DAYS, HEALTH_DAYS)}
+    windows = {d: [a for a in AGGREGATES if a.days == d] for d in sorted({a.days for a in AGGREGATES})}
+    totals: dict[str, np.ndarray] = {}
     cancelled_by_t = np.zeros(n, bool)
     for k in range(LABEL_HORIZON_DAYS + 1):
         state, events = step_customers(state, market.tightness(), world.tutors, k, rng, p)
@@ -132,20 +125,13 @@ def _simulate_rows(world: World, s: pd.DataFrame, tod: np.ndarray, n_paths: int,
         if k == 0:
             cancel = events.etype == CODE["subscription_cancelled"]
             cancelled_by_t[events.cust[cancel & (after_t <= 0)]] = True
-        for horizon in totals:
-            keep = (after_t > 0) & (after_t <= horizon * DAY_US)
-            counts = events.label_counts(n, keep)
-            totals[horizon] = counts if totals[horizon] is None else {
-                key: totals[horizon][key] + v for key, v in counts.items()}
+        for days, aggregates in windows.items():
+            keep = (after_t > 0) & (after_t <= days * DAY_US)
+            for name, v in events.label_counts(n, keep, aggregates).items():
+                totals[name] = v if name not in totals else totals[name] + v
         market = step_market(market, rng, p)
 
-    labels = {
-        "churn_30d": churn_label(totals[CHURN_DAYS]["cancelled"] > 0),
-        "ib_calls_14d": ib_calls_label(totals[CALLS_DAYS]["inbound_calls"]),
-        "health_score": health_score(**{k: totals[HEALTH_DAYS][k] for k in (
-            "completed_sessions", "rating_sum", "rating_n", "inbound_calls", "failed_payments", "no_shows")},
-            cancelled=totals[HEALTH_DAYS]["cancelled"] > 0),
-    }
+    labels = label_values(totals)
     kept = (~cancelled_by_t).reshape(-1, n_paths)
     # if every path cancelled before t (practically never), fall back to all paths rather than 0/0
     kept[kept.sum(1) == 0] = True

@@ -2,7 +2,8 @@
 
 A window starts every WINDOW_EVERY days at 00:00 UTC of an anchor day and covers
 whole days (anchor .. anchor + horizon - 1) for the customers subscribed at
-that midnight; the labels are labels' functions of those counts.
+that midnight; the labels are labels' functions of the declared aggregates
+(``labels.AGGREGATES``) over those days.
 """
 from __future__ import annotations
 
@@ -11,13 +12,11 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from events.contract import EVENT_TYPES
-from labels import CALLS_DAYS, CHURN_DAYS, HEALTH_DAYS, churn_label, health_score, ib_calls_label
+from labels import AGGREGATES, CHURN, HEALTH, IB_CALLS, LABEL_HORIZON_DAYS
 
-from .day_events import DayEvents
+from .day_events import CODE, DayEvents
 
 WINDOW_EVERY = 7
-_COUNTS = ("completed_sessions", "rating_sum", "rating_n", "inbound_calls", "failed_payments", "no_shows",
-           "cancelled")
 
 
 @dataclass
@@ -43,35 +42,36 @@ class BaseRates:
     def start_day(self, day: int, health: np.ndarray, active: np.ndarray) -> None:
         """Call at 00:00 of ``day`` with every customer's latent health and subscription flag."""
         self.active_customer_days += int(active.sum())
-        if day % WINDOW_EVERY == 0 and day + CALLS_DAYS <= self.days:
+        if day % WINDOW_EVERY == 0 and day + IB_CALLS.days <= self.days:
             members = np.flatnonzero(active)
             rank = np.argsort(np.argsort(health[members], kind="stable"), kind="stable")
             decile = (rank * 10 // max(members.size, 1)).astype(np.int8)
-            self.open.append(_Window(day, members, decile, {k: np.zeros(members.size) for k in _COUNTS}))
+            self.open.append(_Window(day, members, decile, {a.name: np.zeros(members.size) for a in AGGREGATES}))
 
     def add_day(self, day: int, events: DayEvents) -> None:
         self.event_counts += np.bincount(events.etype, minlength=len(EVENT_TYPES))
-        counts = events.label_counts(self.n, np.ones(len(events), bool))
-        self.cancellations += int(counts["cancelled"].sum())
+        counts = events.label_counts(self.n, np.ones(len(events), bool), AGGREGATES)
+        self.cancellations += int(np.count_nonzero((events.etype == CODE["subscription_cancelled"]) & (events.cust >= 0)))
         still_open = []
         for w in self.open:
             age = day - w.anchor + 1  # whole days covered so far
-            for k in _COUNTS:
-                if age <= CHURN_DAYS or k == "inbound_calls" and age <= CALLS_DAYS:
-                    w.counts[k] += counts[k][w.members]
-            if age == CALLS_DAYS:
-                self.calls_labels[0] += ib_calls_label(w.counts["inbound_calls"]).sum()
+            for a in AGGREGATES:
+                if age <= a.days:
+                    w.counts[a.name] += counts[a.name][w.members]
+            if age == IB_CALLS.days:
+                self.calls_labels[0] += IB_CALLS(w.counts).sum()
                 self.calls_labels[1] += w.members.size
-            if age == max(CHURN_DAYS, HEALTH_DAYS):
-                churned = churn_label(w.counts["cancelled"] > 0)
+            if age == CHURN.days:
+                churned = CHURN(w.counts)
                 self.churn_labels[0] += churned.sum()
                 self.churn_labels[1] += churned.size
                 self.churn_by_decile[:, 0] += np.bincount(w.decile, churned, minlength=10)
                 self.churn_by_decile[:, 1] += np.bincount(w.decile, minlength=10)
-                hs = health_score(*(w.counts[k] for k in _COUNTS))
+            if age == HEALTH.days:
+                hs = HEALTH(w.counts)
                 self.health_scores[0] += hs.sum()
                 self.health_scores[1] += hs.size
-            if age < max(CHURN_DAYS, HEALTH_DAYS) and day + 1 < self.days:
+            if age < LABEL_HORIZON_DAYS and day + 1 < self.days:
                 still_open.append(w)
         self.open = still_open
 

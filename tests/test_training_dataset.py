@@ -8,9 +8,19 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from core.times import DAY_US, from_us, to_us
 from labels import health_score
 from tests.eventlog import ev, session, ts, write_log
 from training import dataset as D
+from training.errors import DatasetBuildError
+from training.label_join import compute_labels
+from training.sampling import (
+    SamplingPolicy,
+    activity_start_us,
+    connect_events,
+    sample_entities,
+)
+from training.splits import SplitPolicy, assign_splits, split_boundaries
 
 T = ts("2025-02-01T00:00:00Z")
 DAY = timedelta(days=1)
@@ -61,8 +71,8 @@ def rows(*pairs):
 
 
 def test_labels_count_only_events_strictly_after_t_within_each_horizon(label_log):
-    con, end_us = D.connect_events(label_log)
-    lab = D.compute_labels(con, rows(("c1", T), ("c2", T), ("c3", T), ("nobody", T)), end_us)
+    con, end_us = connect_events(label_log)
+    lab = compute_labels(con, rows(("c1", T), ("c2", T), ("c3", T), ("nobody", T)), end_us)
     assert lab["churn_30d"].tolist() == [1, 0, 0, 0]
     assert lab["ib_calls_14d"].tolist() == [1, 0, 0, 0]
     c1 = lab.iloc[0]
@@ -76,25 +86,25 @@ def test_labels_count_only_events_strictly_after_t_within_each_horizon(label_log
     assert lab.iloc[2]["health_score"] == pytest.approx(100 * (0.25 * 0.5 + 0.20 + 0.20))
     assert lab.iloc[2]["health_score"] == pytest.approx(float(health_score(0, 0, 0, 0, 0, 0, False)))
     # one second later, c1's call at t+14d is still in, the one at t+1d too; at t+1d the first call is at t
-    lab2 = D.compute_labels(con, rows(("c1", T + DAY)), end_us)
+    lab2 = compute_labels(con, rows(("c1", T + DAY)), end_us)
     assert lab2["ib_calls_14d"].tolist() == [0]   # only the t+14d call is after t+1d
 
 
 def test_rows_whose_horizon_passes_the_end_of_data_are_refused_not_labelled(label_log):
-    con, end_us = D.connect_events(label_log)
-    late = D.from_us(end_us) - timedelta(days=29)
-    with pytest.raises(D.DatasetBuildError, match="horizon past the end of the data"):
-        D.compute_labels(con, rows(("c3", late)), end_us)
+    con, end_us = connect_events(label_log)
+    late = from_us(end_us) - timedelta(days=29)
+    with pytest.raises(DatasetBuildError, match="horizon past the end of the data"):
+        compute_labels(con, rows(("c3", late)), end_us)
 
 
 def test_sampling_active_customers_only_and_never_past_the_horizon(label_log):
-    con, end_us = D.connect_events(label_log)
-    start = D.activity_start_us(con)
-    policy = D.SamplingPolicy(cadence_days=1, warmup_days=0, event_rate=1.0)
-    last = end_us - 30 * D.DAY_US
-    got = D.sample_entities(con, policy, start, last)
+    con, end_us = connect_events(label_log)
+    start = activity_start_us(con)
+    policy = SamplingPolicy(cadence_days=1, warmup_days=0, event_rate=1.0)
+    last = end_us - 30 * DAY_US
+    got = sample_entities(con, policy, start, last)
     assert not got.duplicated(["customer_id", "event_timestamp"]).any()
-    assert (got["event_timestamp"] + pd.Timedelta(days=30) <= D.from_us(end_us)).all()
+    assert (got["event_timestamp"] + pd.Timedelta(days=30) <= from_us(end_us)).all()
     c1 = got[got.customer_id == "c1"]
     assert (c1["event_timestamp"] < pd.Timestamp(T + 30 * DAY)).all()   # never at/after the cancellation
     # high-signal events became rows at their own timestamps; a snapshot wins at the same instant
@@ -104,25 +114,25 @@ def test_sampling_active_customers_only_and_never_past_the_horizon(label_log):
     assert reasons[("c1", pd.Timestamp(T - 20 * DAY + 19 * DAY))] == "snapshot"   # daily at 00:00 UTC
     assert ("c1", pd.Timestamp(T - 20 * DAY)) not in reasons          # before the activity start
     # deterministic: the same log, policy and seed give the same rows
-    pd.testing.assert_frame_equal(got, D.sample_entities(con, policy, start, last))
-    none = D.sample_entities(con, D.SamplingPolicy(cadence_days=1, warmup_days=0, event_rate=0.0), start, last)
+    pd.testing.assert_frame_equal(got, sample_entities(con, policy, start, last))
+    none = sample_entities(con, SamplingPolicy(cadence_days=1, warmup_days=0, event_rate=0.0), start, last)
     assert set(none["sample_reason"]) == {"snapshot"}
 
 
 def test_time_split_leaves_a_label_horizon_between_train_and_holdout():
     rng = np.random.default_rng(0)
-    first = D.to_us(pd.Timestamp("2025-01-15", tz="UTC"))
-    last = D.to_us(pd.Timestamp("2025-04-01", tz="UTC"))
+    first = to_us(pd.Timestamp("2025-01-15", tz="UTC"))
+    last = to_us(pd.Timestamp("2025-04-01", tz="UTC"))
     for val_by in ("customer", "time"):
-        policy = D.SplitPolicy(val_by=val_by, holdout_fraction=0.5 if val_by == "time" else 0.35)
+        policy = SplitPolicy(val_by=val_by, holdout_fraction=0.5 if val_by == "time" else 0.35)
         if val_by == "time":
-            with pytest.raises(D.DatasetBuildError, match="too short"):
-                D.split_boundaries(first, last, D.SplitPolicy(val_by="time", gap_days=40))
-        b = D.split_boundaries(first, last, policy)
+            with pytest.raises(DatasetBuildError, match="too short"):
+                split_boundaries(first, last, SplitPolicy(val_by="time", gap_days=40))
+        b = split_boundaries(first, last, policy)
         n = 5000
         frame = pd.DataFrame({"customer_id": [f"c{i}" for i in rng.integers(0, 300, n)],
                               "event_timestamp": pd.to_datetime(rng.integers(first, last + 1, n), unit="us", utc=True)})
-        split = D.assign_splits(frame, b, policy)
+        split = assign_splits(frame, b, policy)
         f = frame.assign(split=split)
         train_t = f.loc[f.split == "train", "event_timestamp"]
         hold = f[f.split.isin(["validation", "test"])]

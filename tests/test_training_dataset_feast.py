@@ -9,10 +9,19 @@ from datetime import timedelta
 import pandas as pd
 import pytest
 
+from core.times import DAY_US
 from features import catalog as C
 from features.retrieval import model_columns
 from tests.eventlog import ev, local_feature_store, random_history, ts
 from training import dataset as D
+from training.label_join import compute_labels
+from training.sampling import (
+    SamplingPolicy,
+    activity_start_us,
+    connect_events,
+    sample_entities,
+)
+from training.splits import SplitPolicy, assign_splits, split_boundaries
 
 UNTIL = ts("2025-03-10T00:00:00Z")
 T = ts("2025-01-25T00:00:00Z")
@@ -70,8 +79,8 @@ def test_features_never_depend_on_events_after_t_but_labels_do(tmp_path, origina
     pd.testing.assert_frame_equal(fa, fb, check_exact=True)
     # ... while the labels of the rows at t, which look at (t, t+30d], do change
     at_t = ent[ent.event_timestamp == pd.Timestamp(T)]
-    la = D.compute_labels(D.connect_events(uri_a, UNTIL)[0], at_t)
-    lb = D.compute_labels(D.connect_events(uri_b, UNTIL)[0], at_t)
+    la = compute_labels(connect_events(uri_a, UNTIL)[0], at_t)
+    lb = compute_labels(connect_events(uri_b, UNTIL)[0], at_t)
     assert lb["ib_calls_14d"].tolist() == [1] * 6 and lb["churn_30d"].iloc[0] == 1
     assert not la[["churn_30d", "ib_calls_14d", "health_score"]].equals(lb[["churn_30d", "ib_calls_14d", "health_score"]])
 
@@ -81,21 +90,21 @@ def test_every_entity_row_is_kept_in_order_with_its_labels_and_features(tmp_path
     # build against the original's own feature tables
     features_uri = str(store.repo_path).replace("feast", "features")
     res = D.build_training_set(uri, features_uri, store, tmp_path / "ds", data_end=UNTIL,
-                               sampling=D.SamplingPolicy(cadence_days=2, warmup_days=0, event_rate=0.5, seed=3),
-                               split=D.SplitPolicy(holdout_fraction=0.4), gate=False, progress=False, chunk_rows=8)
+                               sampling=SamplingPolicy(cadence_days=2, warmup_days=0, event_rate=0.5, seed=3),
+                               split=SplitPolicy(holdout_fraction=0.4), gate=False, progress=False, chunk_rows=8)
     df = pd.read_parquet(tmp_path / "ds" / D.DATASET_FILE)
     meta = json.loads((tmp_path / "ds" / D.METADATA_FILE).read_text())
     assert len(df) == meta["rows"]["total"] == meta["rows"]["sampled"] - meta["rows"]["dropped_in_gaps"]
     assert len(df) == len(res.frame) > 20                      # several retrieval chunks
     assert {"train", "validation", "test"} == set(df["split"])
     # same rows as sampling them directly, in the same order (nothing dropped or reordered by the join)
-    con, end_us = D.connect_events(uri, UNTIL)
-    start = D.activity_start_us(con)
-    sampled = D.sample_entities(con, D.SamplingPolicy(cadence_days=2, warmup_days=0, event_rate=0.5, seed=3),
-                                start, end_us - 30 * D.DAY_US)
-    kept = sampled[D.assign_splits(sampled, D.split_boundaries(start, end_us - 30 * D.DAY_US,
-                                                               D.SplitPolicy(holdout_fraction=0.4)),
-                                   D.SplitPolicy(holdout_fraction=0.4)).notna()].reset_index(drop=True)
+    con, end_us = connect_events(uri, UNTIL)
+    start = activity_start_us(con)
+    sampled = sample_entities(con, SamplingPolicy(cadence_days=2, warmup_days=0, event_rate=0.5, seed=3),
+                                start, end_us - 30 * DAY_US)
+    kept = sampled[assign_splits(sampled, split_boundaries(start, end_us - 30 * DAY_US,
+                                                               SplitPolicy(holdout_fraction=0.4)),
+                                   SplitPolicy(holdout_fraction=0.4)).notna()].reset_index(drop=True)
     pd.testing.assert_frame_equal(df[["customer_id", "event_timestamp"]], kept[["customer_id", "event_timestamp"]])
     # features agree with retrieving them one row at a time; labels with labelling them one at a time
     for i in (0, len(df) // 2, len(df) - 1):
@@ -103,7 +112,7 @@ def test_every_entity_row_is_kept_in_order_with_its_labels_and_features(tmp_path
         for c in ("session_count_7d", "days_since_last_login", "tutor_avg_rating_30d", "subscription_tier"):
             a, b = one.iloc[0][c], df.iloc[i][c]
             assert (pd.isna(a) and pd.isna(b)) or a == pytest.approx(b) if not isinstance(a, str) else a == b
-        lab = D.compute_labels(con, df.iloc[[i]][["customer_id", "event_timestamp"]])
+        lab = compute_labels(con, df.iloc[[i]][["customer_id", "event_timestamp"]])
         assert lab.iloc[0]["health_score"] == pytest.approx(df.iloc[i]["health_score"])
     assert (df["customer_features__ts"] <= df["event_timestamp"]).all()
     assert json.loads((tmp_path / "ds" / D.SCHEMA_FILE).read_text())["feature_service"] == "churn_model_v1"

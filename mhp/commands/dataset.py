@@ -9,10 +9,8 @@ from core.errors import UsageError
 
 
 def register(subparsers) -> None:
-    from training.dataset import (  # lazy: loaded only when this command runs (keeps `mhp --help` light)
-        SamplingPolicy,
-        SplitPolicy,
-    )
+    from training.sampling import SamplingPolicy  # lazy: loaded only when this command runs (keeps `mhp --help` light)
+    from training.splits import SplitPolicy  # lazy: loaded only when this command runs (keeps `mhp --help` light)
 
     s, sp = SamplingPolicy(), SplitPolicy()
     p = subparsers.add_parser(
@@ -77,12 +75,10 @@ def format_summary(meta: dict, out: Path, seconds: float) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
-    from training.dataset import (  # lazy: loaded only when this command runs (keeps `mhp --help` light)
-        DatasetBuildError,
-        SamplingPolicy,
-        SplitPolicy,
-        build_for_workspace,
-    )
+    from training.dataset import build_for_workspace  # lazy: loaded only when this command runs (keeps `mhp --help` light)
+    from training.errors import DatasetBuildError  # lazy: loaded only when this command runs (keeps `mhp --help` light)
+    from training.sampling import SamplingPolicy  # lazy: loaded only when this command runs (keeps `mhp --help` light)
+    from training.splits import SplitPolicy  # lazy: loaded only when this command runs (keeps `mhp --help` light)
     from validation.gate import DataQualityError  # lazy: loaded only when this command runs (keeps `mhp --help` light)
 
     ws = Path(args.workspace)
