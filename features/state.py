@@ -7,9 +7,12 @@ primary tutor and a tutor -> last-day map for distinct-in-window counts
 (pruned to the window), and the window sums kept incrementally (derived from
 the tiles; storage keeps the tiles only). Never a list of raw events.
 
-Events must be applied in (timestamp, event_id) order per customer (the
-stream's per-partition order); the ingester enforces that with ``watermark``.
-``snapshot()`` equals the offline backfill's row at ``clock`` exactly.
+Events may be applied in any order, each at most once (the ingester de-duplicates by
+event_id): the result is the same as applying them in (timestamp, event_id) order, as long as
+each event's day is still held by the tiles (``oldest_exact_day``). Everything order-dependent
+is kept with the (timestamp, event_id) key that decides it: the first and latest values, the
+primary key's per-key last event (its tie-break), last-seen timestamps (a max) and distinct
+keys' last days (a max). ``snapshot()`` equals the offline backfill's row at ``clock`` exactly.
 
 The catalog is compiled once at import into per-event-type update plans
 (``_PLANS``: the metrics and features an event of that type can change, with
@@ -43,9 +46,12 @@ def new_state() -> dict[str, Any]:
         "tiles": {},            # str(day) -> [metric values]
         "totals": [0] * _N_METRICS,
         "first": {},            # feature -> value
+        "first_key": {},        # feature -> [ts_us, event_id] of the event that set ``first`` (the smallest)
         "latest": {},           # feature -> value
+        "latest_key": {},       # feature -> [ts_us, event_id] of the event that set ``latest`` (the largest)
         "last_seen": {},        # feature -> ts_us
-        "primary": {},          # feature -> {"counts": {key: n}, "key": k, "top": n}
+        # feature -> {"counts": {key: n}, "key": leader, "top": n, "last": {key: [ts_us, event_id] of its latest event}}
+        "primary": {},
         "distinct": {},         # feature -> {key: last day}
         "wsums": [[0] * _N_METRICS for _ in _WIN_DAYS],   # derived: window_sums at the clock's day
     }
@@ -88,6 +94,7 @@ def _compile_plans() -> dict[str, tuple[tuple, tuple]]:
 
 _PLANS = _compile_plans()
 _DISTINCT_DAYS = tuple((f.name, f.days) for f in C.CUSTOMER_FEATURES if isinstance(f, C.DistinctInWindow))
+_DISTINCT_WINDOW = dict(_DISTINCT_DAYS)
 # the windows of the tile features (ascending); ``state["wsums"][j]`` holds window _WIN_DAYS[j]
 _WIN_DAYS = tuple(sorted({f.days for f in C.CUSTOMER_FEATURES if isinstance(f, (C.WindowSum, C.WindowRatio))}))
 # the ages (days after a tile's or a distinct entry's day) at which that day leaves a window
@@ -102,8 +109,16 @@ def _all(conds, record) -> bool:
     return True
 
 
+def oldest_exact_day(state: dict) -> int | None:
+    """The oldest UTC day an event can still be applied to exactly: the tiles hold the last
+    MAX_WINDOW_DAYS days of the clock (None: no clock yet, any event applies)."""
+    clock = state["clock"]
+    return None if clock is None else clock // DAY_US - (C.MAX_WINDOW_DAYS - 1)
+
+
 def apply_event(state: dict, record: Mapping[str, Any], ts_us: int, event_id: str) -> None:
-    """Fold one customer event into the state (caller guarantees ordering and de-duplication)."""
+    """Fold one customer event into the state, in any order relative to the others (the caller
+    de-duplicates and checks ``oldest_exact_day``): the result equals the in-order one."""
     advance(state, ts_us)
     plan = _PLANS.get(record.get("event_type"))
     if plan is not None:
@@ -134,27 +149,45 @@ def apply_event(state: dict, record: Mapping[str, Any], ts_us: int, event_id: st
             totals[i] += v
             for ws in held_by:
                 ws[i] += v
+        k = [ts_us, event_id]     # the event's place in (timestamp, event_id) order
         for kind, name, field, conds in feats:
             if conds and not _all(conds, record):
                 continue
             if kind == _FIRST:
-                if name not in state["first"] and record.get(field) is not None:
-                    state["first"][name] = record[field]
+                if record.get(field) is not None:
+                    old = state["first_key"].get(name)
+                    if old is None or k < old:
+                        state["first"][name] = record[field]
+                        state["first_key"][name] = k
             elif kind == _LATEST:
                 if record.get(field) is not None:
-                    state["latest"][name] = record[field]
+                    old = state["latest_key"].get(name)
+                    if old is None or k > old:
+                        state["latest"][name] = record[field]
+                        state["latest_key"][name] = k
             elif kind == _LAST_SEEN:
-                state["last_seen"][name] = ts_us
+                if ts_us > state["last_seen"].get(name, ts_us - 1):
+                    state["last_seen"][name] = ts_us
             elif kind == _PRIMARY:
-                p = state["primary"].setdefault(name, {"counts": {}, "key": None, "top": 0})
+                p = state["primary"].setdefault(name, {"counts": {}, "key": None, "top": 0, "last": {}})
                 key = record[field]
                 n = p["counts"].get(key, 0) + 1
                 p["counts"][key] = n
-                if n >= p["top"]:
+                last = p["last"]
+                if key not in last or k > last[key]:
+                    last[key] = k
+                # the leader: the most events; among equals, the one whose latest event is latest
+                # (in order this is "the one that reached the top count most recently")
+                if n > p["top"] or (n == p["top"] and key != p["key"] and last[key] > last[p["key"]]):
                     p["key"], p["top"] = key, n
-            else:  # _DISTINCT
-                state["distinct"].setdefault(name, {})[record[field]] = ts_us // DAY_US
-    state["watermark"] = [ts_us, event_id]
+            else:  # _DISTINCT: a key's last day (a late event never moves it back, nor revives an expired key)
+                m = state["distinct"].setdefault(name, {})
+                d = ts_us // DAY_US
+                if d > m.get(record[field], d - 1) and d > state["clock"] // DAY_US - _DISTINCT_WINDOW[name]:
+                    m[record[field]] = d
+    wm = state["watermark"]
+    if wm is None or [ts_us, event_id] > wm:
+        state["watermark"] = [ts_us, event_id]
 
 
 def advance(state: dict, ts_us: int) -> None:

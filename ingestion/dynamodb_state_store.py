@@ -8,7 +8,7 @@ from typing import Iterable
 from core import aws
 
 from .state_codec import Item, decode, encode
-from .state_store import CHECKPOINT_PREFIX, HORIZON_PREFIX
+from .state_store import CHECKPOINT_PREFIX, DEAD_LETTER_PREFIX, HORIZON_PREFIX
 
 
 class DynamoDBStateStore:
@@ -88,6 +88,37 @@ class DynamoDBStateStore:
 
     def release(self, items: list[Item]) -> None:
         """Nothing kept: a Lambda invocation reads its items fresh."""
+
+    def _keys_present(self, keys: list[str], projection: str, attr: str | None = None) -> dict[str, dict]:
+        out: dict[str, dict] = {}
+        keys = list(dict.fromkeys(keys))
+        for i in range(0, len(keys), 100):
+            req = {self.table: {"Keys": [{"customer_id": {"S": k}} for k in keys[i:i + 100]], "ConsistentRead": True,
+                                "ProjectionExpression": projection}}
+            while req:
+                resp = self.ddb.batch_get_item(RequestItems=req)
+                for it in resp["Responses"].get(self.table, []):
+                    out[it["customer_id"]["S"]] = it
+                req = resp.get("UnprocessedKeys") or None
+        return out
+
+    def versions(self, customer_ids: Iterable[str]) -> dict[str, int]:
+        """One strongly consistent BatchGetItem per 100 customers, versions only."""
+        return {k: int(it["v"]["N"]) for k, it in self._keys_present(list(customer_ids), "customer_id, v").items()}
+
+    def recorded_dead_letters(self, letter_ids: Iterable[str]) -> set[str]:
+        n = len(DEAD_LETTER_PREFIX)
+        return {k[n:] for k in self._keys_present([DEAD_LETTER_PREFIX + i for i in letter_ids], "customer_id")}
+
+    def record_dead_letters(self, letter_ids: Iterable[str]) -> None:
+        """Marker items ``#dl:<letter id>`` (BatchWriteItem, 25 per call; no ``tu``, so the tick
+        scan never sees them)."""
+        ids = list(dict.fromkeys(letter_ids))
+        for i in range(0, len(ids), 25):
+            req = {self.table: [{"PutRequest": {"Item": {"customer_id": {"S": DEAD_LETTER_PREFIX + k}}}}
+                                for k in ids[i:i + 25]]}
+            while req:
+                req = self.ddb.batch_write_item(RequestItems=req).get("UnprocessedItems") or None
 
     def get_checkpoint(self, stream: str, shard: str) -> str | None:
         resp = self.ddb.get_item(TableName=self.table, ConsistentRead=True,

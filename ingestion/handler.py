@@ -7,30 +7,35 @@ invocation and returns ``{"batchItemFailures": [{"itemIdentifier": <sequenceNumb
 Two phases, both inside the Powertools processor:
 
 1. per record (Powertools record handler): decode and validate (``ingestion.records``).
-   Permanent failures are dead-lettered (acknowledged, never retried).
+   Permanent failures are dead-lettered (acknowledged, never retried); so is any unexpected
+   error while decoding (the same bytes would fail the same way on every retry).
 2. per invocation: group the good customer records by customer; read the shard's tick horizon;
    for each attempt, load the items (one read for all), catch each state up to the horizon and
-   apply its records (``ingestion.engine``), push the changed customers' latest rows (one
-   push), save the items where events were applied with a version check (one write for all;
-   tick-only changes are pushed, never written). Customers whose save conflicted (a concurrent
-   writer) are re-read and re-applied, up to ``max_attempts``. Finally the shard's tick horizon
-   is raised to the latest tick midnight of the batch.
+   apply its records (``ingestion.engine``: exactly once by event_id, in any arrival order
+   within the allowed lateness), save the items where events were applied with a version check
+   (one write for all; tick-only changes are pushed, never written), push the saved and
+   tick-only customers' rows (one push), raise the shard's tick horizon to the batch's latest
+   tick, and verify (one read of the pushed customers' versions and the horizons). Customers
+   whose save conflicted, or whose version or horizon moved while their row was being pushed
+   (a concurrent writer), go round again, up to ``max_attempts``: so the last row pushed for a
+   customer is that of its latest version, whichever writer pushes last.
 
 What is retried (reported in batchItemFailures, Lambda redelivers from the lowest one) vs
 dead-lettered (acknowledged):
 
-* dead-lettered: bad base64, oversized, bad JSON, unknown type, missing fields, wrong types,
-  naive or far-future timestamps (relative to approximateArrivalTimestamp), partition key
-  mismatch, malformed ticks, late events -- the same bytes would fail again;
+* dead-lettered: bad base64, oversized, bad JSON (incl. not UTF-8, nesting too deep), unknown
+  type, missing fields, wrong types, naive or far-future timestamps (relative to
+  approximateArrivalTimestamp), bad envelope fields, partition key mismatch, malformed ticks,
+  events older than the allowed lateness (``too_late``) -- the same bytes would fail again.
+  Each record's letter is written once: a redelivered batch finds it recorded in the state store;
 * retried: state-store errors or conflicts that persist after ``max_attempts``, push failures,
   dead-letter destination failures -- transient. All records of an affected customer are
   reported (never a later record without the earlier one), other customers are unaffected.
 
-Order of side effects per customer: push, then save (``pushed_clock`` = the saved clock). A
-crash after the push and before the save leaves the state untouched: the redelivered records
-are re-applied, giving the same row, pushed again (idempotent). A crash after the save: the
-redelivered records are duplicates; any customer of a batch whose stored ``clock >
-pushed_clock`` is re-pushed regardless (so a saved-but-unpushed state can never stay stale).
+Order of side effects per customer: save, then push. A crash after the save and before the
+push: the redelivered records are duplicates, and a customer with duplicates in a batch is
+pushed again (its current row), so a saved state never stays unpushed. A crash before the save
+changes nothing: the redelivered records are applied again.
 """
 from __future__ import annotations
 
@@ -46,10 +51,19 @@ from features import state as S
 from features.store import open_store
 
 from . import engine
-from .dead_letters import DeadLetterSink, SQSDeadLetters, letter
+from .dead_letters import DeadLetterSink, SQSDeadLetters, letter, letter_id
 from .hooks import NoOpScoringHook, ScoringHook
 from .push import FeastPusher, Pusher
-from .records import FUTURE_TOLERANCE_US, MAX_RECORD_BYTES, DeadLetter, Decoded, decode, from_us, horizon_key
+from .records import (
+    FUTURE_TOLERANCE_US,
+    MAX_RECORD_BYTES,
+    DeadLetter,
+    Decoded,
+    decode,
+    from_us,
+    horizon_key,
+    shard_id,
+)
 from .dynamodb_state_store import DynamoDBStateStore
 from .state_codec import Item
 from .state_store import StateStore
@@ -93,7 +107,8 @@ class Ingester:
                  hook: ScoringHook | None = None, *, max_record_bytes: int = MAX_RECORD_BYTES,
                  future_tolerance_us: int = FUTURE_TOLERANCE_US, max_attempts: int = 5,
                  metrics: Metrics | None = None, emit_metrics: bool = False,
-                 stage_hook: Callable[[str], None] | None = None):
+                 stage_hook: Callable[[str], None] | None = None,
+                 allowed_lateness_days: int = engine.ALLOWED_LATENESS_DAYS):
         self.store = state_store
         self.pusher = pusher
         self.dead_letters = dead_letters
@@ -101,9 +116,11 @@ class Ingester:
         self.max_record_bytes = max_record_bytes
         self.future_tolerance_us = future_tolerance_us
         self.max_attempts = max_attempts
+        # an event whose UTC day is this many days or more before its customer's clock is too late
+        self.lateness_days = engine.check_lateness(allowed_lateness_days)
         self.metrics = metrics or Metrics(namespace="MarketplaceHealth", service="ingestion")
         self.emit_metrics = emit_metrics
-        self.stage_hook = stage_hook or (lambda stage: None)   # fault injection: raise at "after_push"/"after_save"
+        self.stage_hook = stage_hook or (lambda stage: None)   # fault injection: raise at "after_save"/"after_push"
         self.totals: Counter = Counter()
         self._inv: Counter = Counter()
 
@@ -117,11 +134,15 @@ class Ingester:
             self._publish()
 
     def _decode_one(self, record) -> Decoded | _Dead:
-        kinesis = record.raw_event.get("kinesis") or {}
+        kinesis = record.raw_event.get("kinesis")
+        if not isinstance(kinesis, dict):
+            return _Dead("bad_envelope", f"kinesis: expected an object, got {type(kinesis).__name__}", {})
         try:
             return decode(kinesis, self.max_record_bytes, self.future_tolerance_us)
         except DeadLetter as dl:
             return _Dead(dl.reason, dl.detail, kinesis)
+        except Exception as exc:  # noqa: BLE001 - bad bytes that broke the decoder: the same on every retry
+            return _Dead("undecodable", f"{type(exc).__name__} while decoding: {str(exc)[:500]}", kinesis)
 
     # ------------------------------------------------------------------ invocation phase
     def _commit(self, results: list[tuple]) -> dict[int, BaseException]:
@@ -137,8 +158,8 @@ class Ingester:
                 failed[id(raw)] = TransientError(str(value))
                 continue
             if isinstance(value, _Dead):
-                shard = (raw.get("eventID") or "").split(":", 1)[0] or None
-                dead.append((id(raw), letter(value.reason, value.detail, value.kinesis, shard)))
+                shard = shard_id(raw) or None
+                dead.append((id(raw), letter(value.reason, value.detail, value.kinesis, shard, letter_id(raw))))
             elif value.kind == "tutor":
                 n_tutor += 1                   # batch path only: the offline event log has it
             else:
@@ -150,95 +171,134 @@ class Ingester:
 
         if n_tutor:
             inv["tutor_events"] += n_tutor
-        outcomes, late_raw = self._apply_all(by_customer, shard_of, failed)
+        outcomes = self._apply_all(by_customer, shard_of, failed)
 
         raws = None
         for cid, out in outcomes.items():
-            for r in out.late:
-                raws = raws or {id(raw): raw for _, _, raw in results}
-                raw_id = late_raw[(cid, r.seq, r.event_id)]
+            if not out.too_late:
+                continue
+            raws = raws or {id(raw): raw for _, _, raw in results}
+            raw_of = {id(d): raw_id for raw_id, d in by_customer[cid]}
+            for r, why in out.too_late:
+                raw_id = raw_of[id(r)]
                 raw = raws[raw_id]
-                dead.append((raw_id, letter("late", f"event {r.event_id} at {from_us(r.ts_us).isoformat()} is older "
-                                            f"than customer {cid}'s watermark and not a known redelivery",
-                                            raw.get("kinesis") or {}, (raw.get("eventID") or "").split(":", 1)[0])))
+                dead.append((raw_id, letter("too_late", f"event {r.event_id} at {from_us(r.ts_us).isoformat()} of "
+                                            f"customer {cid} is too late: {why}", raw.get("kinesis") or {},
+                                            shard_id(raw), letter_id(raw))))
         if dead:
-            try:
-                self.dead_letters.put_many([d for _, d in dead])
-                for _, d in dead:
-                    inv[f"dead_letter:{d['reason']}"] += 1
-                    logger.warning("dead-lettered record", extra={"reason": d["reason"], "detail": d["detail"][:300],
-                                                                  "sequence_number": d["sequence_number"]})
-            except Exception as exc:  # noqa: BLE001 - the destination is down: retry these records
-                logger.exception("dead-letter destination failed")
-                for raw_id, _ in dead:
-                    failed[raw_id] = TransientError(f"dead-letter destination failed: {exc}")
+            self._dead_letter(dead, failed)
         self._trigger(outcomes)
         inv["failed"] += len(failed)
         return failed
 
+    def _dead_letter(self, dead: list[tuple[int, dict]], failed: dict[int, BaseException]) -> None:
+        """Write each record's dead letter once: a redelivered batch (Lambda retries from the lowest
+        failed record, bad ones after it included) finds its letters recorded in the state store and
+        does not write them again. Checked before and recorded after the write, so a crash in between
+        can repeat a letter but never lose one."""
+        inv = self._inv
+        try:
+            ids = [d["letter_id"] for _, d in dead if d["letter_id"] is not None]
+            known = self.store.recorded_dead_letters(ids) if ids else set()
+            new = [d for _, d in dead if d["letter_id"] is None or d["letter_id"] not in known]
+            self.dead_letters.put_many(new)
+        except Exception as exc:  # noqa: BLE001 - the destination is down: retry these records
+            logger.exception("dead-letter destination failed")
+            for raw_id, _ in dead:
+                failed[raw_id] = TransientError(f"dead-letter destination failed: {exc}")
+            return
+        for _, d in dead:
+            inv[f"dead_letter:{d['reason']}"] += 1
+        inv["dead_letters_repeated"] += len(dead) - len(new)
+        for d in new:
+            logger.warning("dead-lettered record", extra={"reason": d["reason"], "detail": d["detail"][:300],
+                                                          "sequence_number": d["sequence_number"]})
+        try:
+            self.store.record_dead_letters([d["letter_id"] for d in new if d["letter_id"] is not None])
+        except Exception:  # noqa: BLE001 - the letters are written; a redelivery may write them again
+            logger.exception("recording the dead letters failed")
+
     def _apply_all(self, by_customer: dict[str, list[tuple[int, Decoded]]], shard_of: dict[str, str],
                    failed: dict[int, BaseException]):
+        """Per attempt: load, apply, save (version check), push the saved and tick-only rows, raise
+        the tick horizons, then verify. A customer goes round again if its save conflicted, or if
+        after the push its stored version or its shard's horizon moved (another writer saved a newer
+        state, or ticked past this row, while this one was being pushed): so the last row pushed for
+        a customer is always that of its latest version at the latest horizon (see the module doc)."""
         inv = self._inv
-        outcomes: dict[str, engine.Outcome] = {}
-        late_raw: dict[tuple, int] = {}
+        outcomes: dict[str, engine.Outcome] = {}     # the attempt that applied (or found nothing to save)
         pending = list(by_customer)
-        horizons: dict[str, int] | None = None
+        horizons: dict[str, int] = {}
         for attempt in range(self.max_attempts):
             if not pending:
                 break
+            pushed: list[Item] = []
             try:
-                if horizons is None:
-                    horizons = self.store.get_tick_horizons(set(shard_of.values())) if pending else {}
+                if attempt == 0:
+                    horizons = self.store.get_tick_horizons({shard_of[c] for c in pending})
                 items = self.store.load_many(pending)
                 attempt_out: dict[str, engine.Outcome] = {}
-                to_push: list[Item] = []
-                to_save: list[Item] = []
-                unsaved: list[Item] = []
+                by_cid: dict[str, Item] = {}
                 for cid in pending:
-                    item = items.get(cid) or Item(cid)
-                    out = engine.apply_records(item, [d for _, d in by_customer[cid]], horizons.get(shard_of[cid]))
-                    attempt_out[cid] = out
-                    if out.changed or engine.needs_push(item):
-                        to_push.append(item)
-                    (to_save if out.must_save else unsaved).append(item)
-                snapshot = S.snapshot
-                rows = [(it.customer_id, it.state["clock"], snapshot(it.state)) for it in to_push]
-                if rows:
-                    self.pusher.push(rows)
-                    inv["pushes"] += 1
-                    inv["pushed_rows"] += len(rows)
-                self.stage_hook("after_push")
-                for it in to_push:
-                    it.pushed_clock = it.state["clock"]
+                    item = by_cid[cid] = items.get(cid) or Item(cid)
+                    attempt_out[cid] = engine.apply_records(item, [d for _, d in by_customer[cid]],
+                                                            horizons.get(shard_of[cid]), self.lateness_days)
+                to_save = [by_cid[c] for c, o in attempt_out.items() if o.must_save]
                 conflicts = self.store.save_many(to_save) if to_save else set()
                 self.stage_hook("after_save")
-                self.store.release([it for it in unsaved if it.version])
+                pushed = [by_cid[c] for c, o in attempt_out.items() if c not in conflicts and o.must_push]
+                if pushed:
+                    snapshot = S.snapshot
+                    self.pusher.push([(it.customer_id, it.state["clock"], snapshot(it.state)) for it in pushed])
+                    inv["pushes"] += 1
+                    inv["pushed_rows"] += len(pushed)
+                self.stage_hook("after_push")
+                self.store.release([by_cid[c] for c, o in attempt_out.items() if not o.must_save and by_cid[c].version])
             except Exception as exc:  # noqa: BLE001 - store/push failure: every pending customer is retried
                 logger.exception("state store or push failed", extra={"customers": len(pending)})
                 for cid in pending:
                     for raw_id, _ in by_customer[cid]:
                         failed[raw_id] = TransientError(f"state store or push failed: {exc}")
                 inv["transient_errors"] += 1
-                return outcomes, late_raw
+                return outcomes
+            done = []
             for cid, out in attempt_out.items():
-                if cid in conflicts:
+                if cid in conflicts or cid in outcomes:
                     continue
                 outcomes[cid] = out
+                done.append(cid)
                 inv["applied"] += out.applied
+                inv["late_applied"] += out.late_applied
                 inv["duplicates"] += out.duplicates
                 inv["ticks"] += out.ticks
                 inv["tick_noops"] += out.tick_noops
                 inv["caught_up"] += out.caught_up
                 inv["saved"] += out.must_save
-                for raw_id, d in by_customer[cid]:
-                    late_raw[(cid, d.seq, d.event_id)] = raw_id
             inv["conflicts"] += len(conflicts)
-            pending = [cid for cid in pending if cid in conflicts]
-        for cid in pending:   # still conflicting after max_attempts
+            self._raise_horizons(by_customer, shard_of, {c: attempt_out[c] for c in done}, horizons, failed)
+            stale = self._verify(pushed, shard_of, horizons, by_customer, failed) if pushed else set()
+            inv["repushed"] += len(stale)
+            pending = [cid for cid in pending if cid in conflicts or cid in stale]
+        for cid in pending:   # still conflicting (or overtaken) after max_attempts
             for raw_id, _ in by_customer[cid]:
                 failed[raw_id] = TransientError(f"customer {cid}: version conflict after {self.max_attempts} attempts")
-        self._raise_horizons(by_customer, shard_of, outcomes, horizons or {}, failed)
-        return outcomes, late_raw
+        return outcomes
+
+    def _verify(self, pushed: list[Item], shard_of, horizons: dict[str, int], by_customer, failed) -> set[str]:
+        """After a push: the customers whose stored version or shard horizon moved past the row
+        just pushed (one read of versions, one of horizons). ``horizons`` is updated in place."""
+        try:
+            versions = self.store.versions([it.customer_id for it in pushed])
+            horizons.update(self.store.get_tick_horizons({shard_of[it.customer_id] for it in pushed}))
+        except Exception as exc:  # noqa: BLE001 - cannot tell whether the rows are current: retry them
+            logger.exception("state store read after the push failed")
+            for it in pushed:
+                for raw_id, _ in by_customer[it.customer_id]:
+                    failed[raw_id] = TransientError(f"state store read after the push failed: {exc}")
+            return set()
+        return {it.customer_id for it in pushed
+                if versions.get(it.customer_id, 0) != it.version
+                or S.last_tick_before(it.state, horizons.get(shard_of[it.customer_id], -1)) is not None}
 
     def _raise_horizons(self, by_customer, shard_of, outcomes, horizons, failed) -> None:
         """After the ticked rows are online: record the latest tick midnight per shard, so later

@@ -2,9 +2,10 @@
 
 One call per feature view per invocation: every changed customer's row (``snapshot`` of its
 state at its clock, ``event_timestamp`` = the clock) goes in one DataFrame through the push
-source ``customer_features_push`` (PushMode.ONLINE). Feast's online writes are unconditional
-puts, so the handler sends only the latest row per customer, and only the ordered
-per-customer path (this one) writes customer rows.
+source ``customer_features_push`` (PushMode.ONLINE). The project's online stores write a row
+only if its clock is not older than the stored one (equal clocks write: a late event changes the
+row at the same clock); the handler sends one row per customer, its latest, and re-pushes when a
+concurrent writer saved a newer version meanwhile (``ingestion.handler``).
 """
 from __future__ import annotations
 
@@ -60,7 +61,8 @@ __all__ = ["FeastPusher", "Pusher", "PUSH_SOURCE", "rows_frame", "from_us"]
 
 
 class MemoryPusher:
-    """An in-process online table with Feast's write semantics (unconditional put per row).
+    """An in-process online table with the online stores' write semantics: a row replaces the
+    stored one unless its clock is older.
 
     For runs without a Feast repo (benchmarks of the state path, property tests): ``table``
     maps customer_id -> (clock_us, features) exactly as the last push left it.
@@ -74,7 +76,10 @@ class MemoryPusher:
     def push(self, rows: list[tuple[str, int, dict]]) -> None:
         if not rows:
             return
+        table = self.table
         for cid, clock, feats in rows:
-            self.table[cid] = (clock, dict(feats))
+            old = table.get(cid)
+            if old is None or clock >= old[0]:
+                table[cid] = (clock, dict(feats))
         self.calls += 1
         self.rows += len(rows)

@@ -21,6 +21,7 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+import math
 import re
 from dataclasses import dataclass
 from datetime import date, datetime
@@ -44,7 +45,7 @@ FUTURE_TOLERANCE_US = 3_600_000_000   # event time may lead the arrival time by 
 REASONS = {
     "bad_base64": "kinesis data is not valid base64",
     "oversized": f"record larger than the limit ({MAX_RECORD_BYTES} bytes by default)",
-    "bad_json": "data is not a JSON object (or not UTF-8)",
+    "bad_json": "data is not a UTF-8 JSON object (other encodings, a byte-order mark, nesting too deep)",
     "unknown_type": "event_type / record_type not in the contract",
     "missing_field": "a required field is missing",
     "naive_timestamp": "timestamp without a UTC offset",
@@ -52,8 +53,11 @@ REASONS = {
     "far_future": "timestamp later than the record's approximateArrivalTimestamp + tolerance",
     "bad_tick": "a day_tick that is not exactly at a UTC midnight or has extra fields",
     "partition_key_mismatch": "partitionKey differs from the record's entity key (ordering not guaranteed)",
-    "bad_envelope": "the Kinesis record lacks data / sequenceNumber",
-    "late": "an event older than the customer's watermark that is not a known redelivery",
+    "bad_envelope": "the Kinesis record's data, sequenceNumber or approximateArrivalTimestamp is missing or of the "
+                    "wrong type",
+    "too_late": "an event whose UTC day is the allowed lateness (default 30 days) or more before its customer's "
+                "clock: the state no longer holds that day (it may also be a resend of an event applied then)",
+    "undecodable": "decoding or validating the record raised an unexpected error (the same bytes fail the same way)",
     "retries_exhausted": "a record the poller gave up on after max_retries (on-failure destination)",
 }
 
@@ -153,10 +157,20 @@ def _event_decoded(ev, partition_key: str | None, seq: int) -> Decoded:
     return Decoded("event", key, ts_us, seq, ev.event_id, ev.event_type, ev.__dict__)
 
 
+_BOMS = (b"\xef\xbb\xbf", b"\xff\xfe", b"\xfe\xff")
+
+
 def _decode_slow(data: bytes, partition_key: str | None, seq: int) -> Decoded:
+    # the contract says UTF-8: json.loads(bytes) would also accept UTF-16/32 and a UTF-8 BOM
+    if data.startswith(_BOMS):
+        raise DeadLetter("bad_json", "data starts with a byte-order mark; the contract's encoding is UTF-8 without one")
     try:
-        obj = json.loads(data)
-    except (ValueError, UnicodeDecodeError) as exc:
+        obj = json.loads(data.decode("utf-8"))
+    except UnicodeDecodeError as exc:
+        raise DeadLetter("bad_json", f"data is not UTF-8: {exc}") from None
+    except RecursionError:
+        raise DeadLetter("bad_json", "JSON nested too deeply to decode") from None
+    except ValueError as exc:
         raise DeadLetter("bad_json", f"could not decode JSON: {exc}") from None
     if not isinstance(obj, dict):
         raise DeadLetter("bad_json", f"expected a JSON object, got {type(obj).__name__}")
@@ -171,6 +185,8 @@ def _decode_slow(data: bytes, partition_key: str | None, seq: int) -> Decoded:
         ev = parse_event(obj)
     except EventValidationError as exc:
         raise DeadLetter(_reason_for(exc), str(exc)) from None
+    except RecursionError:
+        raise DeadLetter("invalid_field", "a field's value is nested too deeply to validate") from None
     return _event_decoded(ev, partition_key, seq)
 
 
@@ -181,6 +197,8 @@ def decode_payload(data: bytes, partition_key: str | None, seq: int, arrival_us:
         raise DeadLetter("oversized", f"{len(data)} bytes > limit {max_bytes}")
     # fast path: a valid event validates straight from the bytes in one pass (no json.loads/dumps);
     # anything else takes the full path below, which names the precise reason
+    if data.startswith(_BOMS):
+        raise DeadLetter("bad_json", "data starts with a byte-order mark; the contract's encoding is UTF-8 without one")
     if b'"record_type"' in data:
         d = _fast_tick(data, partition_key, seq) or _decode_slow(data, partition_key, seq)
     else:
@@ -206,7 +224,11 @@ def decode(kinesis: dict, max_bytes: int = MAX_RECORD_BYTES,
     except (binascii.Error, ValueError) as exc:
         raise DeadLetter("bad_base64", str(exc)) from None
     arrival = kinesis.get("approximateArrivalTimestamp")
-    arrival_us = round(float(arrival) * 1_000_000) if isinstance(arrival, (int, float)) else None
+    # the far-future check needs it: a missing or odd one (a string, a bool, NaN) must not skip it
+    if isinstance(arrival, bool) or not isinstance(arrival, (int, float)) or not math.isfinite(arrival):
+        raise DeadLetter("bad_envelope", f"approximateArrivalTimestamp: expected epoch seconds as a number, "
+                                         f"got {arrival!r:.80}")
+    arrival_us = round(float(arrival) * 1_000_000)
     return decode_payload(raw, kinesis.get("partitionKey"), int(seq), arrival_us, max_bytes, future_tolerance_us)
 
 
@@ -224,10 +246,17 @@ def kinesis_record(data: bytes, partition_key: str, seq: int | str, arrival_us: 
     }
 
 
+def shard_id(raw: dict) -> str:
+    """The shard id part of a Lambda Kinesis event record's eventID ("" if it has none)."""
+    eid = raw.get("eventID")
+    return eid.split(":", 1)[0] if isinstance(eid, str) else ""
+
+
 def horizon_key(raw: dict) -> str:
     """The shard a Lambda Kinesis event record came from (stream ARN + shard id): the key of the
     shard's tick horizon. A customer's records all travel through one shard (partition key)."""
-    return f"{raw.get('eventSourceARN') or ''}/{(raw.get('eventID') or '').split(':', 1)[0]}"
+    arn = raw.get("eventSourceARN")
+    return f"{arn if isinstance(arn, str) else ''}/{shard_id(raw)}"
 
 
 def partition_key_of(obj: dict[str, Any]) -> str:

@@ -4,7 +4,9 @@ Lines of ``stream.jsonl`` become Kinesis-shaped records (base64 data, increasing
 numbers, partition key = entity key, approximateArrivalTimestamp = the replay clock) and go to
 ``Ingester.handle`` in batches of ``batch_size``. Before the first record at or after each
 UTC midnight, the runner enqueues that midnight's day ticks (:class:`TickPlanner`), exactly as
-the scheduled job does on AWS. ``run_until(t)`` stops after every record and tick at or
+the scheduled job does on AWS. The stream may be in arrival order (late and re-sent lines,
+``mhp simulate --late-share``): the replay clock is the latest timestamp seen, and a late line
+is followed by its customer's ticks at the midnights its day has already passed a window at. ``run_until(t)`` stops after every record and tick at or
 before t and flushes, so the online store is then "as of t" (the parity test pauses there).
 """
 from __future__ import annotations
@@ -14,7 +16,7 @@ import os
 from typing import Iterator
 
 from events.contract import TUTOR_KEYED_TYPES
-from features.state import DAY_US
+from features.state import DAY_US, TICK_AGES
 
 from .records import kinesis_record, partition_key_of, tick_record, to_us
 from .ticks import TickPlanner
@@ -85,6 +87,17 @@ class StreamReplay:
                 self.ticks_sent += 1
             self.next_midnight += DAY_US
 
+    def _missed_ticks(self, cid: str, ts: int) -> None:
+        """A late event's day may have left a window at a midnight already ticked (when the planner
+        did not know it): tick the customer there now, after the event (a no-op if it is moot)."""
+        if self.next_midnight is None:
+            return
+        day = ts // DAY_US
+        for m in sorted((day + a) * DAY_US for a in TICK_AGES):
+            if ts < m < self.next_midnight:
+                self._send(json.dumps(tick_record(cid, m), separators=(",", ":")).encode(), cid, self.clock_us)
+                self.ticks_sent += 1
+
     def run_until(self, t_us: int | None = None) -> None:
         """Send every line (and tick) at or before ``t_us`` (None: the whole stream), then flush."""
         while True:
@@ -101,10 +114,13 @@ class StreamReplay:
                 self._ticks_through(ts)
                 if self.next_midnight is None:
                     self.next_midnight = (ts // DAY_US + 1) * DAY_US
+                late = self.clock_us is not None and ts < self.clock_us
                 self.clock_us = ts if self.clock_us is None else max(self.clock_us, ts)
                 if cid is not None:
                     self.planner.saw(cid, ts)
             self._send(line, key, self.clock_us if self.clock_us is not None else 0)
+            if ts is not None and cid is not None and late:
+                self._missed_ticks(cid, ts)
             if self.progress is not None:
                 self.progress.update(1)
         if t_us is not None:

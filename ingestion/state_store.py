@@ -18,13 +18,36 @@ from __future__ import annotations
 import os
 import sqlite3
 import threading
+import time
 from pathlib import Path
 from typing import Iterable, Protocol
 
 from .state_codec import Item, decode, encode
 
+_OPEN_LOCK = threading.Lock()
+
+
+def open_sqlite(path, timeout: float) -> sqlite3.Connection:
+    """A connection in WAL mode. Switching a new file to WAL takes an exclusive lock that SQLite
+    does not wait for (a second connection doing the same gets "database is locked" at once), so
+    in-process openers take turns and other processes are retried until ``timeout``."""
+    con = sqlite3.connect(str(path), timeout=timeout, check_same_thread=False)
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            with _OPEN_LOCK:
+                con.execute("PRAGMA journal_mode=WAL")
+            return con
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or time.monotonic() > deadline:
+                con.close()
+                raise
+            time.sleep(0.01)
+
+
 CHECKPOINT_PREFIX = "#checkpoint:"
 HORIZON_PREFIX = "#ticks:"       # per-shard tick horizon (latest day-tick midnight processed)
+DEAD_LETTER_PREFIX = "#dl:"      # DynamoDB: a record whose dead letter is written
 
 
 class StateStore(Protocol):
@@ -37,8 +60,17 @@ class StateStore(Protocol):
 
     def release(self, items: list[Item]) -> None:
         """Hand back loaded items that were not saved: their only changes are day ticks (lazy: a
-        load catches the stored item up to them anyway) and ``pushed_clock``. A store may keep
-        them to skip the next decode."""
+        load catches the stored item up to them anyway). A store may keep them to skip the next
+        decode."""
+
+    def versions(self, customer_ids: Iterable[str]) -> dict[str, int]:
+        """The stored versions (a consistent read; absent customers are missing)."""
+
+    def recorded_dead_letters(self, letter_ids: Iterable[str]) -> set[str]:
+        """Those of ``letter_ids`` whose dead letter was written (``record_dead_letters``)."""
+
+    def record_dead_letters(self, letter_ids: Iterable[str]) -> None:
+        """Remember that these records' dead letters are written."""
 
     def get_checkpoint(self, stream: str, shard: str) -> str | None: ...
 
@@ -71,12 +103,14 @@ class SQLiteStateStore:
         Path(path).parent.mkdir(parents=True, exist_ok=True)
         self.path = str(path)
         self._lock = threading.Lock()
-        self.con = sqlite3.connect(self.path, timeout=timeout, isolation_level=None, check_same_thread=False)
-        self.con.execute("PRAGMA journal_mode=WAL")
+        self.con = open_sqlite(self.path, timeout)
+        self.con.isolation_level = None
         self.con.execute("PRAGMA synchronous=NORMAL")
         self.con.execute("CREATE TABLE IF NOT EXISTS customer_state (customer_id TEXT PRIMARY KEY, "
                          "version INTEGER NOT NULL, tick_until INTEGER, body BLOB NOT NULL)")
         self.con.execute("CREATE TABLE IF NOT EXISTS checkpoints (shard TEXT PRIMARY KEY, seq TEXT NOT NULL)")
+        # the records whose dead letter is written (its letter_id), so a redelivery does not write it again
+        self.con.execute("CREATE TABLE IF NOT EXISTS dead_lettered (letter_id TEXT PRIMARY KEY)")
         self.bytes_written = 0
         self.writes = 0
         self.cache_items = cache_items
@@ -133,6 +167,30 @@ class SQLiteStateStore:
                     it.version += 1
                     self._keep(it)
         return conflicts
+
+    def versions(self, customer_ids: Iterable[str]) -> dict[str, int]:
+        ids = list(customer_ids)
+        out: dict[str, int] = {}
+        with self._lock:
+            for i in range(0, len(ids), 500):
+                chunk = ids[i:i + 500]
+                out.update(self.con.execute(f"SELECT customer_id, version FROM customer_state WHERE customer_id IN "
+                                            f"({','.join('?' * len(chunk))})", chunk))
+        return out
+
+    def recorded_dead_letters(self, letter_ids: Iterable[str]) -> set[str]:
+        ids = list(letter_ids)
+        out: set[str] = set()
+        with self._lock:
+            for i in range(0, len(ids), 500):
+                chunk = ids[i:i + 500]
+                out.update(r[0] for r in self.con.execute(
+                    f"SELECT letter_id FROM dead_lettered WHERE letter_id IN ({','.join('?' * len(chunk))})", chunk))
+        return out
+
+    def record_dead_letters(self, letter_ids: Iterable[str]) -> None:
+        with self._lock:
+            self.con.executemany("INSERT OR IGNORE INTO dead_lettered VALUES (?)", [(i,) for i in letter_ids])
 
     def release(self, items: list[Item]) -> None:
         with self._lock:

@@ -89,7 +89,31 @@ def corpus(s: Stream):
         ("partition_key_mismatch", s.rec(good(6, "c4"), key="c9")),
         ("good", s.rec(signup)),
         ("good", s.rec(good(7, "c1", at="2025-01-05T23:00:00Z"))),
+        # hostile: nesting that breaks a recursive decoder, other encodings, odd envelope types
+        ("bad_json", s.rec(b'{"event_type": "login", "x": ' + b"[" * 5000 + b"]" * 5000 + b"}", key="c4")),
+        ("bad_json", s.rec(b"[" * 5000 + b"]" * 5000, key="c4")),
+        ("bad_json", s.rec(json.dumps(good(8, "c4")).encode("utf-16"), key="c4")),        # with its BOM
+        ("bad_json", s.rec(json.dumps(good(8, "c4")).encode("utf-16-le"), key="c4")),     # without
+        ("bad_json", s.rec(b"\xef\xbb\xbf" + json.dumps(good(8, "c4")).encode(), key="c4")),
+        ("bad_json", s.rec(json.dumps(good(8, "c4")).encode("utf-32"), key="c4")),
+        ("bad_envelope", envelope(s.rec(good(8, "c4")), approximateArrivalTimestamp="1735689600")),
+        ("bad_envelope", envelope(s.rec(good(8, "c4")), approximateArrivalTimestamp=True)),
+        ("bad_envelope", envelope(s.rec(good(8, "c4")), approximateArrivalTimestamp=float("nan"))),
+        ("bad_envelope", envelope(s.rec(good(8, "c4")), approximateArrivalTimestamp=None)),
+        ("bad_envelope", envelope(s.rec(good(8, "c4")), sequenceNumber=12)),
+        ("bad_envelope", envelope(s.rec(good(8, "c4")), data=["not", "a", "string"])),
+        ("partition_key_mismatch", envelope(s.rec(good(8, "c4")), partitionKey=4)),
     ]
+
+
+def envelope(rec, **fields):
+    """The record with envelope fields replaced by odd values (None: removed)."""
+    for k, v in fields.items():
+        if v is None:
+            rec["kinesis"].pop(k)
+        else:
+            rec["kinesis"][k] = v
+    return rec
 
 
 def test_malformed_corpus_is_dead_lettered_with_reasons_and_good_records_apply(tmp_path):
@@ -99,11 +123,21 @@ def test_malformed_corpus_is_dead_lettered_with_reasons_and_good_records_apply(t
     resp = ing.handle({"Records": [r for _, r in cases]})
     assert resp == {"batchItemFailures": []}            # permanent failures are acknowledged, not retried
     letters = ing.dead_letters.all()
-    expected = [(kind, r["kinesis"]["sequenceNumber"]) for kind, r in cases if kind != "good"]
+    expected = [(kind, str(r["kinesis"]["sequenceNumber"])) for kind, r in cases if kind != "good"]
     assert [(d["reason"], d["sequence_number"]) for d in letters] == expected
     assert all(d["reason"] in REASONS and d["detail"] for d in letters)
+    assert all(d["letter_id"] == f'{r["eventSourceARN"]}/{r["eventID"]}' for d, (k, r) in
+               zip(letters, [c for c in cases if c[0] != "good"]))
+    details = [d["detail"] for d in letters if d["reason"] == "bad_json"]
+    assert any("nested too deeply" in d for d in details) and any("byte-order mark" in d for d in details)
+    assert any("not UTF-8" in d or "could not decode" in d for d in details)
+    # Lambda redelivers the whole batch: nothing is retried, nothing applied twice, no letter written twice
+    assert ing.handle({"Records": [r for _, r in cases]}) == {"batchItemFailures": []}
+    assert len(ing.dead_letters.all()) == len(letters)
+    assert ing.totals["dead_letters_repeated"] == len(letters)
+    assert ing.totals["applied"] == 4 and ing.totals["duplicates"] == 4
     assert "student_rating" in next(d["detail"] for d in letters if d["reason"] == "invalid_field")
-    assert ing.totals["applied"] == 4 and ing.totals["dead_letter:oversized"] == 1
+    assert ing.totals["dead_letter:oversized"] == 2
     items = ing.store.load_many(["c1", "c2", "c3", "c4"])
     assert set(items) == {"c1", "c2", "c3"}             # c4 only had bad records
     assert items["c1"].state["totals"][S._METRIC_INDEX["logins"]] == 2
@@ -155,11 +189,22 @@ def test_duplicates_late_events_tutor_events_and_ticks(tmp_path):
     assert ing.handle({"Records": [r1, r2, s.rec(e2)]}) == {"batchItemFailures": []}
     assert ing.totals["duplicates"] == 3 and ing.totals["applied"] == 2
     assert ing.store.load_many(["c1"])["c1"].state == v1.state
-    # a genuinely late event: older than the watermark, never seen
+    # a late event (older than the watermark, never seen) is applied exactly, and pushed at the clock
     late = good(1, "c1", at="2025-01-02T12:00:00Z")
-    ing.handle({"Records": [s.rec(late)]})
-    assert [d["reason"] for d in ing.dead_letters.all()] == ["late"]
-    assert ing.store.load_many(["c1"])["c1"].state == v1.state
+    assert ing.handle({"Records": [s.rec(late)]}) == {"batchItemFailures": []}
+    assert not ing.dead_letters.all() and ing.totals["late_applied"] == 1
+    st = ing.store.load_many(["c1"])["c1"].state
+    assert st["clock"] == v1.state["clock"] and st["totals"][S._METRIC_INDEX["logins"]] == 2
+    clock, row = ing.pusher.table["c1"]
+    assert clock == v1.state["clock"] and row["login_count_7d"] == 2
+    # beyond the allowed lateness: dead-lettered as too_late, counted; its redelivery is not written twice
+    too_late = s.rec(good(2, "c1", at="2024-12-01T12:00:00Z"))
+    for _ in range(2):
+        assert ing.handle({"Records": [too_late]}) == {"batchItemFailures": []}
+    assert [d["reason"] for d in ing.dead_letters.all()] == ["too_late"]
+    assert "allowed lateness is 30 days" in ing.dead_letters.all()[0]["detail"]
+    assert ing.totals["dead_letter:too_late"] == 2 and ing.totals["dead_letters_repeated"] == 1
+    assert ing.store.load_many(["c1"])["c1"].state == st
     # ticks: decay at midnights, idempotent, no-op before the first event and for unknown customers
     m = to_us(ts("2025-01-10T00:00:00Z"))
     ticks = [s.rec(tick_record("c1", m)), s.rec(tick_record("c1", m)), s.rec(tick_record("nobody", m))]

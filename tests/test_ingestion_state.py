@@ -11,7 +11,9 @@ from ingestion.handler import Ingester
 from ingestion.push import MemoryPusher
 from ingestion.records import kinesis_record, to_us
 from ingestion.dynamodb_state_store import DynamoDBStateStore
-from ingestion.state_codec import Item, encode, id_digest
+from ingestion.engine import apply_records
+from ingestion.records import Decoded
+from ingestion.state_codec import Item, encode
 from ingestion.state_store import SQLiteStateStore
 from tests.eventlog import ev, session, ts
 
@@ -95,11 +97,13 @@ def test_handler_on_two_writers_same_customer_loses_nothing(tmp_path):
     assert sum(i.totals["applied"] for i in ings) == 80
 
 
-def grow(n_events, rng):
+def grow(n_events, rng, days=365):
+    """One customer's item after n_events over ``days`` days, through the engine (applied ids kept)."""
     item = Item("c1")
     t0 = ts("2024-01-01T00:00:00Z")
+    recs = []
     for i in range(n_events):
-        t = t0 + timedelta(seconds=i * 365 * 86400 / n_events)
+        t = t0 + timedelta(seconds=i * days * 86400 / n_events)
         kind = rng.random()
         if kind < 0.5:
             e = session(t, rating=rng.choice([None, 3.0, 5.0]), tutor=f"t{rng.randrange(5)}", customer_id="c1")
@@ -107,44 +111,93 @@ def grow(n_events, rng):
             e = ev("login", t, customer_id="c1")
         else:
             e = ev("payment_succeeded", t, customer_id="c1", amount=round(rng.uniform(5, 200), 2))
-        S.apply_event(item.state, e.model_dump(), to_us(e.timestamp), e.event_id)
-        item.recent = (item.recent + [id_digest(e.event_id)])[-16:]
-    return len(encode(item))
+        recs.append(Decoded("event", "c1", to_us(e.timestamp), i, e.event_id, e.event_type, e.model_dump()))
+    for i in range(0, len(recs), 50):
+        apply_records(item, recs[i:i + 50])
+    return item
 
 
-def test_state_size_is_bounded():
+def test_state_size_is_bounded_by_the_lateness_span():
+    """The item holds the last 30 days' applied ids (8 bytes each) on top of a bounded state: the
+    same year with 100x the events grows by the ids of those 30 days only."""
     rng = random.Random(1)
-    small, large = grow(200, rng), grow(20_000, rng)   # the same year, 100x the events
-    assert large < 2 * small + 512, (small, large)
-    assert large < 8_000                                # far below DynamoDB's 400 KB item limit
+    small, large = grow(200, rng), grow(20_000, rng)
+    ids = lambda it: sum(len(v) for v in it.applied.values())  # noqa: E731
+    assert ids(small) < 30 and 1_600 < ids(large) < 1_700       # ~55 events/day x 30 days
+    without = lambda it: len(encode(Item("c1", state=it.state)))  # noqa: E731
+    assert without(large) < 2 * without(small) + 512, (without(small), without(large))
+    assert len(encode(large)) - without(large) < 8.5 * ids(large)   # 8 bytes per id, base64 then deflated
+    assert len(encode(large)) < 20_000                  # far below DynamoDB's 400 KB item limit
 
 
-def test_compact_body_round_trips_and_reads_formats_1_and_2():
+def test_compact_body_round_trips_and_reads_formats_1_to_3():
+    import base64
+    import struct
     import zlib
 
-    from ingestion.state_codec import decode
+    from ingestion.state_codec import decode, legacy_digest
 
     rng = random.Random(2)
-    item = Item("c1", version=3, seq=10 ** 55 + 7, pushed_clock=None)
-    t0 = ts("2024-01-01T00:00:00Z")
-    for i in range(300):
-        e = session(t0 + timedelta(hours=7 * i), rating=rng.choice([None, 3.0, 4.5]), tutor=f"t{rng.randrange(5)}",
-                    customer_id="c1") if i % 3 else ev("payment_succeeded", t0 + timedelta(hours=7 * i),
-                                                       customer_id="c1", amount=round(rng.uniform(5, 200), 2))
-        S.apply_event(item.state, e.model_dump(), to_us(e.timestamp), e.event_id)
-        item.recent = (item.recent + [id_digest(e.event_id)])[-16:]
-    item.pushed_clock = item.state["clock"]
+    item = grow(300, rng, days=90)
+    assert item.applied and item.ids_from is not None and item.state["primary"]
     for body in (encode(item), encode(item, deflate=False)):      # DynamoDB / the embedded store
         back = decode("c1", 3, body)
-        assert (back.state, back.seq, back.recent, back.pushed_clock) == (item.state, item.seq, item.recent,
-                                                                         item.pushed_clock)
-    assert len(encode(item)) < len(encode(item, deflate=False)) / 2
+        assert (back.state, back.applied, back.ids_from, back.legacy) == (item.state, item.applied, item.ids_from, None)
+    assert len(encode(item)) < len(encode(item, deflate=False)) / 1.5
     assert S.snapshot(back.state) == S.snapshot(item.state)
     assert decode("c2", 1, encode(Item("c2"))).state == S.new_state()
-    old = zlib.compress(json.dumps({"s": item.state, "q": item.seq, "r": ["e1", "e2"], "p": item.pushed_clock}).encode())
+    # older formats: the state without the order keys, and a legacy floor at the watermark
+    plain = {k: v for k, v in item.state.items() if k not in ("first_key", "latest_key", "wsums")}
+    plain["primary"] = {k: {kk: vv for kk, vv in p.items() if kk != "last"} for k, p in plain["primary"].items()}
+    old = zlib.compress(json.dumps({"s": plain, "q": 77, "r": ["e1", "e2"], "p": None}).encode())
     legacy = decode("c1", 3, old)
-    assert legacy.state == item.state and legacy.recent == [id_digest("e1"), id_digest("e2")]
-    # format 2: the same JSON with sparse tiles ([day offset, index, value, ...], zeros left out)
-    body = json.loads(encode(item, deflate=False)[1:])
-    body[2] = [[t[0], *[x for i, v in enumerate(t[1:]) if v for x in (i, v)]] for t in body[2]]
-    assert decode("c1", 3, b"\x02" + json.dumps(body).encode()).state == item.state
+    assert S.snapshot(legacy.state) == S.snapshot(item.state)
+    assert legacy.legacy.floor == item.state["watermark"] and legacy.legacy.seq == 77
+    assert legacy.legacy.recent == [legacy_digest("e1"), legacy_digest("e2")]
+    # format 3 (framing byte 3) and 2 (sparse tiles), same body layout otherwise
+    body4 = json.loads(encode(item, deflate=False)[1:])
+    fi = lambda xs: [x for j in range(0, len(xs), 3) for x in xs[j:j + 2]]  # noqa: E731 - drop key indices
+    prim = [[i, k, top, [x for j in range(0, len(c), 3) for x in c[j:j + 2]]] for i, k, top, c in body4[7]]
+    recent = base64.b64encode(struct.pack(">2I", legacy_digest("e1"), legacy_digest("e2"))).decode()
+    body3 = [*body4[:4], fi(body4[4]), fi(body4[5]), body4[6], prim, body4[8], 77, recent, None]
+    for head, tiles in ((b"\x03", body3[2]), (b"\x02", [[t[0], *[x for i, v in enumerate(t[1:]) if v for x in (i, v)]]
+                                                        for t in body3[2]])):
+        got = decode("c1", 3, head + json.dumps([*body3[:2], tiles, *body3[3:]]).encode())
+        assert S.snapshot(got.state) == S.snapshot(item.state) and got.legacy.recent == legacy.legacy.recent
+
+
+def test_a_legacy_item_keeps_duplicates_and_rejects_what_it_cannot_tell_apart():
+    """Below a format-3 item's floor: a known redelivery (sequence number, recent digest) is a
+    duplicate; anything else is too late (it cannot be told from a resend), never applied twice."""
+    from ingestion.state_codec import Legacy
+
+    item = grow(40, random.Random(3), days=10)
+    e_old = ev("login", ts("2024-01-03T00:00:00Z"), customer_id="c1")
+    floor = list(item.state["watermark"])
+    item.legacy, item.applied, item.ids_from = Legacy(floor, 5, []), {}, None
+    recs = [Decoded("event", "c1", to_us(e_old.timestamp), 9, e_old.event_id, "login", e_old.model_dump()),
+            Decoded("event", "c1", to_us(e_old.timestamp), 4, "other", "login", e_old.model_dump())]
+    out = apply_records(item, recs)
+    assert out.applied == 0 and out.duplicates == 1 and len(out.too_late) == 1
+
+
+def test_two_threads_opening_a_new_sqlite_file_at_once(tmp_path):
+    """Switching a new file to WAL takes a lock SQLite does not wait for: openers take turns."""
+    from ingestion.dead_letters import SQLiteDeadLetters
+
+    for round_ in range(40):
+        errors = []
+        barrier = threading.Barrier(4)
+
+        def open_one(kind, path):
+            barrier.wait()
+            try:
+                (SQLiteStateStore if kind == "s" else SQLiteDeadLetters)(path)
+            except Exception as exc:  # noqa: BLE001 - collected, asserted below
+                errors.append(exc)
+        threads = [threading.Thread(target=open_one, args=(k, tmp_path / f"{round_}{k}.db")) for k in "ssdd"]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        assert not errors, errors
