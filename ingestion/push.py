@@ -9,6 +9,7 @@ concurrent writer saved a newer version meanwhile (``ingestion.handler``).
 """
 from __future__ import annotations
 
+import threading
 from typing import Protocol
 
 import pandas as pd
@@ -72,14 +73,16 @@ class MemoryPusher:
         self.table: dict[str, tuple[int, dict]] = {}
         self.calls = 0
         self.rows = 0
+        self._lock = threading.Lock()     # the compare and the put are one step, as in the stores
 
     def push(self, rows: list[tuple[str, int, dict]]) -> None:
         if not rows:
             return
         table = self.table
-        for cid, clock, feats in rows:
-            old = table.get(cid)
-            if old is None or clock >= old[0]:
-                table[cid] = (clock, dict(feats))
-        self.calls += 1
-        self.rows += len(rows)
+        with self._lock:
+            for cid, clock, feats in rows:
+                old = table.get(cid)
+                if old is None or clock >= old[0]:
+                    table[cid] = (clock, dict(feats))
+            self.calls += 1
+            self.rows += len(rows)
