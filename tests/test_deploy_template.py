@@ -243,7 +243,8 @@ def test_one_role_per_function_each_with_only_its_own_writes():
         for table in ("TutorFeaturesTable", "SubjectFeaturesTable", "MarketplaceFeaturesTable"):
             assert writers(action, table) == {"MaterializeFunction"}
     # only the ingester writes states; only the tick job puts records on the stream
-    assert {f for f, grants in g.items() if any(a in ("dynamodb:PutItem", "dynamodb:UpdateItem") and r == "StateTable"
+    assert {f for f, grants in g.items() if any(a in ("dynamodb:PutItem", "dynamodb:UpdateItem", "dynamodb:BatchWriteItem")
+                                                         and r == "StateTable"
                                                   for a, r in grants)} == {"IngesterFunction"}
     assert writers("kinesis:PutRecords", "EventStream") == {"TickFunction"}
     # scoring and alerting belong to the ingester's hook and the batch scorer only
