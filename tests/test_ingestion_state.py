@@ -7,12 +7,11 @@ from datetime import timedelta
 
 from features import state as S
 from ingestion.dead_letters import SQLiteDeadLetters
-from ingestion.handler import Ingester
-from ingestion.push import MemoryPusher
-from ingestion.records import kinesis_record, to_us
 from ingestion.dynamodb_state_store import DynamoDBStateStore
 from ingestion.engine import apply_records
-from ingestion.records import Decoded
+from ingestion.handler import Ingester
+from ingestion.push import MemoryPusher
+from ingestion.records import Decoded, kinesis_record, to_us
 from ingestion.state_codec import Item, encode
 from ingestion.state_store import SQLiteStateStore
 from tests.eventlog import ev, session, ts
@@ -189,7 +188,7 @@ def test_two_threads_opening_a_new_sqlite_file_at_once(tmp_path):
         errors = []
         barrier = threading.Barrier(4)
 
-        def open_one(kind, path):
+        def open_one(kind, path, barrier=barrier, errors=errors):
             barrier.wait()
             try:
                 (SQLiteStateStore if kind == "s" else SQLiteDeadLetters)(path)
