@@ -1,4 +1,4 @@
-"""Feast definitions generated from the catalog: entities, sources, views, the feature service.
+"""Feast definitions generated from the declarations: entities, sources, views, the feature service.
 
 Views are grouped by entity and update path (DESIGN §4.12): one customer view
 (written online only by the ordered per-customer stream path, through its push
@@ -65,7 +65,7 @@ def build(features_uri: str) -> dict[str, object]:
 
     # Python mode (dict of lists in, dict of lists out): the same function serves Feast's online
     # path, offline retrieval and our fast online path without a pandas frame per request; the
-    # formulas are the catalog's declarations (features.catalog.evaluate_on_demand).
+    # formulas are the declarations (features.declarations.ON_DEMAND, run by features.on_demand).
     @on_demand_feature_view(
         sources=[customer_view[list(dict.fromkeys(n for f in recency_fields for n in f.inputs))], request],
         schema=[Field(name=f.name, dtype=Float64) for f in recency_fields], mode="python",

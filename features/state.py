@@ -23,6 +23,7 @@ declarations (``EventFilter.test``), which the parity tests check bit for bit.
 """
 from __future__ import annotations
 
+import linecache
 import math
 from typing import Any, Mapping
 
@@ -336,25 +337,47 @@ def _scaled(expr: str, scale: int) -> str:
     return expr if scale == 1 else f"{expr} / {scale}"
 
 
+_SNAPSHOT_FILE = "<generated: features.state.snapshot>"
+_WIN_OF = {j: w for w, j in _WIN_INDEX.items()}
+
+
 def _snapshot_source() -> str:
     """The body of ``snapshot``, one line per feature, generated from the catalog's declarations
-    (``_SNAPSHOT``): the same arithmetic as the backfill, without a per-feature dispatch at run time."""
+    (``_SNAPSHOT``): the same arithmetic as the backfill, without a per-feature dispatch at run time.
+
+    Each metric a feature reads is first bound to a local named after it (``completed_7d`` is the
+    ``completed`` metric's 7-day window sum, ``completed_lifetime`` its total), so the generated
+    code (shown in tracebacks, see ``_SNAPSHOT_FILE``) reads like the declarations."""
+    metric_name = {i: m for m, i in _METRIC_INDEX.items()}
+    reads: dict[str, tuple] = {}   # local -> (window index or len(_WIN_DAYS) for lifetime, metric index, expr)
+
+    def local(i: int, j: int | None = None) -> str:
+        m = metric_name[i]
+        name = f"{m}_lifetime" if j is None else f"{m}_{_WIN_OF[j]}d"
+        if not name.isidentifier():
+            raise ValueError(f"metric {m!r}: not a Python identifier, cannot name it in the generated snapshot")
+        reads[name] = (len(_WIN_DAYS), i, f"totals[{i}]") if j is None else (j, i, f"ws[{j}][{i}]")
+        return name
+
     lines = []
     for kind, name, a in _SNAPSHOT:
+        note = ""
         if kind == _WSUM:
             j, i, sc, per_day, is_int = a
-            v = _scaled(f"ws[{j}][{i}]", sc)
+            v = _scaled(local(i, j), sc)
             expr = f"{v} / {per_day}" if per_day else (f"int({v})" if is_int else f"float({v})")
         elif kind == _WRATIO:
             j, i, sc, k, sk = a
-            expr = f"float({_scaled(f'ws[{j}][{i}]', sc)}) / float({_scaled(f'ws[{j}][{k}]', sk)}) if ws[{j}][{k}] else None"
+            num, den = local(i, j), local(k, j)
+            expr = f"float({_scaled(num, sc)}) / float({_scaled(den, sk)}) if {den} else None"
         elif kind == _LSUM:
             i, sc, is_int = a
-            v = _scaled(f"totals[{i}]", sc)
+            v = _scaled(local(i), sc)
             expr = f"int({v})" if is_int else f"float({v})"
         elif kind == _LRATIO:
             i, sc, k, sk = a
-            expr = f"float({_scaled(f'totals[{i}]', sc)}) / float({_scaled(f'totals[{k}]', sk)}) if totals[{k}] else None"
+            num, den = local(i), local(k)
+            expr = f"float({_scaled(num, sc)}) / float({_scaled(den, sk)}) if {den} else None"
         elif kind == _SFIRST:
             expr = f"None if (v := first.get({name!r})) is None else bool(v > {a!r})"
         elif kind == _SLATEST:
@@ -365,20 +388,28 @@ def _snapshot_source() -> str:
             expr = f"primary.get({name!r}, {{}}).get('key')"
         elif kind == _SPSHARE:
             p, i = a
-            expr = f"float(primary.get({p!r}, {{}}).get('top', 0)) / float(totals[{i}]) if totals[{i}] else None"
+            total = local(i)
+            expr = f"float(primary.get({p!r}, {{}}).get('top', 0)) / float({total}) if {total} else None"
         else:  # _SDISTINCT
             expr = f"sum(1 for d in distinct.get({name!r}, {{}}).values() if d >= today - {a - 1})"
-        lines.append(f"        {name!r}: {expr},")
+            note = f"  # entries of the last {a} days"
+        lines.append(f"        {name!r}: {expr},{note}")
     return "\n".join([
         "def snapshot(state):",
         "    today = state['clock'] // DAY_US",
         "    totals, first, latest = state['totals'], state['first'], state['latest']",
         "    last_seen, primary, distinct = state['last_seen'], state['primary'], state['distinct']",
-        "    ws = state['wsums']",
+        f"    ws = state['wsums']  # per-metric sums of the {', '.join(f'{w}d' for w in _WIN_DAYS)} windows",
+        "    # the metrics the features read: <metric>_<N>d is its sum over the N-day window, <metric>_lifetime its total",
+        *(f"    {n} = {e}" for n, (_, _, e) in sorted(reads.items(), key=lambda r: r[1][:2])),
         "    return {", *lines, "    }"])
 
 
+_SNAPSHOT_SOURCE = _snapshot_source()
+# Registered with linecache (mtime None: checkcache keeps it) so a traceback through ``snapshot``
+# shows the generated line that failed.
+linecache.cache[_SNAPSHOT_FILE] = (len(_SNAPSHOT_SOURCE), None, _SNAPSHOT_SOURCE.splitlines(True), _SNAPSHOT_FILE)
 _namespace = {"DAY_US": DAY_US}
-exec(compile(_snapshot_source(), "<features.state.snapshot>", "exec"), _namespace)
+exec(compile(_SNAPSHOT_SOURCE, _SNAPSHOT_FILE, "exec"), _namespace)
 snapshot = _namespace["snapshot"]
 snapshot.__doc__ = """Every customer-view feature as of ``state['clock']`` (generated: ``_snapshot_source``)."""
