@@ -27,6 +27,24 @@ model inputs and validation specs: `features/derivations.py`). Do not edit by ha
   after one of the customer's events; the stream ingester applies a day tick
   at those of them where a day leaves a window (the rows in between are equal).
   So Feast's "latest row at or before t" is exact.
+* **Late arrivals: "as of t" is event time.** The value at `t` counts every
+  event with `timestamp <= t`, whenever it arrived. Offline (the backfill over
+  the event log) that includes an event that reached the stream after `t`; the
+  online row at `t` could not include it yet. The guarantee is convergence:
+  once a late event has arrived, the online row equals the offline value
+  again. It holds for events up to the allowed lateness late (default
+  {C.MAX_WINDOW_DAYS} days, the longest window: the event's UTC day is fewer
+  than {C.MAX_WINDOW_DAYS} days before the customer's latest event or day
+  tick), which the ingester applies exactly. A later event is not applied
+  online (dead letter `too_late` with the event; metric `DeadLetters_too_late`)
+  while the backfill, which reads the event log, counts it: for that customer
+  the two differ until it is re-ingested offline-first (backfill, then
+  materialize). The parity guarantee excludes such events.
+* **Order means event order.** "First", "latest" and "most recently" are in
+  (timestamp, event_id) order, never arrival order: a first value is that of
+  the smallest (timestamp, event_id) with the field present, a latest value
+  that of the largest, a last-seen time the largest timestamp. So every
+  feature is the same whatever order its events arrived in.
 * **Missing is not zero.** Ratios and averages are null when their
   denominator is 0 (no sessions: no rating; no payment attempt: no success
   rate). Counts and sums are 0. Segment values and timestamps are null until
@@ -52,7 +70,8 @@ model inputs and validation specs: `features/derivations.py`). Do not edit by ha
 * `first_session_was_success`: the first completed session **with a rating**
   had a rating > 4.0.
 * `primary_tutor_id`: the tutor with the most completed sessions over the
-  whole history (ties: the one that reached the top count most recently);
+  whole history (ties: the one that reached the top count most recently, i.e.
+  whose latest completed session is the latest by timestamp, then event_id);
   `tutor_consistency_score` = that count / all completed sessions;
   `tutor_switch_count_30d` = distinct tutors of completed sessions in the
   30d window.
