@@ -6,7 +6,7 @@ For a scored row x and a head f, the contribution of feature j is
 
 where d = +1 for a rule that fires on high values (risks) and -1 for one that fires on
 low values (health). Setting a feature to null makes the model's own preprocessing impute
-it (train median / train rate / unknown category; DESIGN §4.5), so c_j is how far this
+it (train median / train rate / unknown category; docs/model.md), so c_j is how far this
 customer's actual value of j moves the head towards the alert compared with a typical
 value: a finite difference between x_j and the training median, i.e. roughly
 (x_j - median_j) x slope, the "standardised value x sensitivity" of the brief, measured

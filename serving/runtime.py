@@ -1,4 +1,4 @@
-"""Wiring a ScoringService for a profile (DESIGN §3): configuration only, one code path.
+"""Wiring a ScoringService for a profile (docs/architecture.md, "Profiles"): configuration only, one code path.
 
 | profile   | endpoint                         | alert sink                     |
 |-----------|----------------------------------|--------------------------------|

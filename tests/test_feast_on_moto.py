@@ -334,7 +334,7 @@ def test_ttl_semantics(store):
 
 def test_push_online_is_batched_and_unconditional(aws_local):
     """One push = BatchWriteItem calls of <= 25 items (one item per row), no reads,
-    no condition: the last row written wins even when it is older (DESIGN §4.12)."""
+    no condition: the last row written wins even when it is older (docs/ingestion.md)."""
     from feast.data_source import PushMode
 
     store = aws_local

@@ -1,4 +1,4 @@
-"""The customer's own subject's supply/demand (DESIGN §4.9): ``primary_subject`` from the customer
+"""The customer's own subject's supply/demand (docs/features.md): ``primary_subject`` from the customer
 view, then the subject view keyed by it, point in time offline and the same online (Feast's path
 and the fast path); the long subject table carries exactly the values of the wide marketplace
 columns."""

@@ -2,8 +2,8 @@
 
 Per binary task: ROC-AUC, PR-AUC (average precision), Brier score and a 10-bin
 calibration table; for the health score: R^2 and MAE. Every metric is computed for
-the model, for the oracle's own predictions on the same rows (the ceiling: DESIGN
-§4.11) with the model/oracle ratio, and for single-task baselines on the same
+the model, for the oracle's own predictions on the same rows (the ceiling:
+docs/simulator.md) with the model/oracle ratio, and for single-task baselines on the same
 preprocessed inputs: a linear model per task (logistic regression / ridge) and a
 single-task net built from our model code with one head. The gap between the
 multi-task net and the single-task nets is what the shared trunk buys.

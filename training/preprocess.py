@@ -5,7 +5,7 @@ This file is copied verbatim into the artifact's ``code/`` directory and loaded 
 ``code/inference.py`` without our package installed, so it depends only on numpy
 (pandas is imported lazily, for DataFrame input during training).
 
-Encoding per feature kind (DESIGN §4.5: missing is not zero):
+Encoding per feature kind (docs/features.md: missing is not zero):
 
 * numeric:     value -> (value, or the train median if null) standardised with the
                train mean/std of the observed values (std 0 -> 1, so a constant
