@@ -45,13 +45,18 @@ from typing import Any, Callable
 
 from aws_lambda_powertools import Logger, Metrics
 from aws_lambda_powertools.metrics import MetricUnit
-from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, process_partial_response
+from aws_lambda_powertools.utilities.batch import (
+    BatchProcessor,
+    EventType,
+    process_partial_response,
+)
 
 from features import state as S
 from features.store import open_store
 
 from . import engine
 from .dead_letters import DeadLetterSink, SQSDeadLetters, letter, letter_id
+from .dynamodb_state_store import DynamoDBStateStore
 from .hooks import NoOpScoringHook, ScoringHook
 from .push import FeastPusher, Pusher
 from .records import (
@@ -64,7 +69,6 @@ from .records import (
     horizon_key,
     shard_id,
 )
-from .dynamodb_state_store import DynamoDBStateStore
 from .state_codec import Item
 from .state_store import StateStore
 
@@ -289,6 +293,7 @@ class Ingester:
         just pushed (one read of versions, one of horizons). ``horizons`` is updated in place."""
         try:
             versions = self.store.versions([it.customer_id for it in pushed])
+            before = dict(horizons)
             horizons.update(self.store.get_tick_horizons({shard_of[it.customer_id] for it in pushed}))
         except Exception as exc:  # noqa: BLE001 - cannot tell whether the rows are current: retry them
             logger.exception("state store read after the push failed")
@@ -296,9 +301,11 @@ class Ingester:
                 for raw_id, _ in by_customer[it.customer_id]:
                     failed[raw_id] = TransientError(f"state store read after the push failed: {exc}")
             return set()
+        moved = {k for k, h in horizons.items() if h != before.get(k)}   # the states were caught up to `before`
         return {it.customer_id for it in pushed
                 if versions.get(it.customer_id, 0) != it.version
-                or S.last_tick_before(it.state, horizons.get(shard_of[it.customer_id], -1)) is not None}
+                or (shard_of[it.customer_id] in moved
+                    and S.last_tick_before(it.state, horizons[shard_of[it.customer_id]]) is not None)}
 
     def _raise_horizons(self, by_customer, shard_of, outcomes, horizons, failed) -> None:
         """After the ticked rows are online: record the latest tick midnight per shard, so later

@@ -98,19 +98,30 @@ class Item:
         return None if wm is None else S.day_of(wm[0]) + C.MAX_WINDOW_DAYS
 
 
-def _pack(ids) -> str:
-    return base64.b64encode(struct.pack(f">{len(ids)}Q", *sorted(ids))).decode()
+def _pack(applied: dict, base: int) -> list:
+    """[[day offset, count, ...], base64 of every day's digests, one day after the other]: one
+    string for all days (no per-day quoting and base64 padding)."""
+    ids = [h for v in applied.values() for h in v]
+    return [[x for d, v in applied.items() for x in (base - d, len(v))],
+            base64.b64encode(struct.pack(f">{len(ids)}Q", *ids)).decode()]
 
 
-def _unpack(b64: str) -> set:
-    b = base64.b64decode(b64)
-    return set(struct.unpack(f">{len(b) // 8}Q", b))
+def _unpack(packed: list, base: int) -> dict:
+    counts, b64 = packed
+    ids = struct.unpack(f">{sum(counts[1::2])}Q", base64.b64decode(b64))
+    out, i = {}, 0
+    for j in range(0, len(counts), 2):
+        n = counts[j + 1]
+        out[base - counts[j]] = set(ids[i:i + n])
+        i += n
+    return out
 
 
 def encode(item: Item, deflate: bool = True) -> bytes:
     """The compact body (format 4): tiles (days relative to the clock's day), feature names as
     indices, timestamps relative to the clock, the (timestamp, event_id) keys of first/latest values
-    and primary keys once each in a key table, applied-id digests as base64 per day; JSON without
+    and primary keys once each in a key table, applied-id digests in one base64 string (with
+    per-day counts); JSON without
     spaces, deflated (preset dictionary) when ``deflate`` and that is smaller."""
     st = item.state
     clock = st["clock"]
@@ -139,7 +150,7 @@ def encode(item: Item, deflate: bool = True) -> bytes:
          for k, p in st["primary"].items()],
         [[_F_INDEX[k], [x for kk, d in m.items() for x in (kk, base - d)]] for k, m in st["distinct"].items()],
         None,      # the key table, filled below (after every key is indexed)
-        [[base - d, _pack(ids)] for d, ids in item.applied.items()],
+        _pack(item.applied, base),
         None if item.ids_from is None else base - item.ids_from,
         None if item.legacy is None else [cl - item.legacy.floor[0], item.legacy.floor[1], item.legacy.seq,
                                           base64.b64encode(struct.pack(f">{len(item.legacy.recent)}I",
@@ -182,7 +193,7 @@ def decode(customer_id: str, version: int, blob: bytes) -> Item:
         if legacy is not None:
             rb = base64.b64decode(legacy[3])
             leg = Legacy([cl - legacy[0], legacy[1]], legacy[2], list(struct.unpack(f">{len(rb) // 4}I", rb)))
-        return Item(customer_id, version, S.with_window_sums(st), {base - d: _unpack(b) for d, b in applied},
+        return Item(customer_id, version, S.with_window_sums(st), _unpack(applied, base),
                     None if ids_from is None else base - ids_from, leg)
     return _decode_legacy(customer_id, version, blob, head)
 
