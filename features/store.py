@@ -1,10 +1,13 @@
-"""Opening the Feast store for a profile (DESIGN §3): one code path, configuration only.
+"""Opening the Feast store for a profile (docs/architecture.md, "Profiles"): one code path, configuration only.
 
 | profile   | online   | offline data + registry                      |
 |-----------|----------|----------------------------------------------|
-| local     | SQLite (Feast's store, batched writes: ``features.feast_online``) | local Parquet (DuckDB), local registry |
-| aws-local | DynamoDB | Parquet + registry on S3, all on a moto server |
-| aws       | DynamoDB | Parquet + registry on S3                     |
+| local     | SQLite (Feast's store, batched guarded writes: ``features.feast_online``) | local Parquet (DuckDB), local registry |
+| aws-local | DynamoDB (Feast's store, conditional writes: ``features.feast_dynamodb``) | Parquet + registry on S3, all on a moto server |
+| aws       | DynamoDB (the same)  | Parquet + registry on S3                     |
+
+Both online stores are Feast's with guarded writes: a row never replaces a newer row of the same
+entity (the clock is the row's event timestamp).
 
 ``feature_repo/feature_store.yaml`` is the same embedded configuration for
 the ``feast`` CLI; ``feature_repo/feature_store.aws.yaml`` the AWS one.
@@ -18,13 +21,14 @@ from feast import FeatureStore
 from feast.repo_config import RepoConfig
 
 from core import aws
-from features import feast_online
+from features import feast_dynamodb, feast_online
 
 from . import feast_objects
 
 PROFILES = ("local", "aws-local", "aws")
 PROJECT = "marketplace_health"
 ONLINE_STORE_TYPE = feast_online.TYPE   # the embedded profile's online store
+AWS_ONLINE_STORE_TYPE = feast_dynamodb.TYPE   # the AWS profiles' online store
 
 
 class ProfileError(ValueError):
@@ -50,7 +54,7 @@ def repo_config(profile: str, state_dir: str | os.PathLike, data_uri: str | None
     endpoint = aws.endpoint_url() if profile == "aws-local" else None
     if profile == "aws-local" and not endpoint:
         raise ProfileError("profile 'aws-local' expects AWS_ENDPOINT_URL to point at a moto server")
-    online = {"type": "dynamodb", "region": aws.region()}
+    online = {"type": AWS_ONLINE_STORE_TYPE, "region": aws.region()}
     offline = {"type": "features.feast_offline.S3DuckDBOfflineStore"}
     if endpoint:
         online["endpoint_url"] = endpoint

@@ -78,3 +78,48 @@ def test_batched_store_fails_loudly_on_a_missing_table(tmp_path):
         con.execute("DROP TABLE toy_toy")
     with pytest.raises(sqlite3.OperationalError, match="no such table"):
         batched.push("toy_push", _rows(3, 0), to=PushMode.ONLINE)
+
+
+def _read(store: FeatureStore, n: int) -> dict:
+    return store.get_online_features(features=["toy:n", "toy:x"],
+                                     entity_rows=[{"customer_id": f"c{i}"} for i in range(n)]).to_dict()
+
+
+def test_an_older_row_never_replaces_a_newer_one(tmp_path):
+    """Pushing rows with an older clock after newer ones leaves the newer rows (the stock store
+    would take the older ones: the guard is what keeps them)."""
+    stock, batched = _store(tmp_path / "stock", "sqlite"), _store(tmp_path / "batched", ONLINE_STORE_TYPE)
+    for store in (stock, batched):
+        store.push("toy_push", _rows(20, 100), to=PushMode.ONLINE)
+    newer = _table(batched)
+    older = _rows(20, 0)                       # clocks 100 h earlier, other values
+    for store in (stock, batched):
+        store.push("toy_push", older, to=PushMode.ONLINE)
+    assert _table(batched) == newer
+    assert _read(batched, 20)["n"][1] == 103 and _read(stock, 20)["n"][1] == 3
+    # a batch mixing older and newer rows: only the newer ones are written
+    mixed = _rows(20, 200)
+    mixed.loc[mixed.index % 2 == 0, "event_timestamp"] -= timedelta(hours=300)
+    batched.push("toy_push", mixed, to=PushMode.ONLINE)
+    got = _read(batched, 20)
+    assert got["n"][1] == 203 and got["n"][3] == 209                # odd rows: newer, written
+    assert got["n"][2] == 106 and got["n"][4] == 112                # even rows: older, kept as they were
+
+
+def test_equal_clocks_write_and_sub_second_clocks_compare_in_time_order(tmp_path):
+    """A re-push at the same clock with new values is written (a late event re-pushes the row at
+    the customer's current clock); a clock one microsecond older is not, one microsecond newer is."""
+    store = _store(tmp_path / "b", ONLINE_STORE_TYPE)
+    base = _rows(1, 0).assign(n=pd.array([1], dtype="Int64"))
+    base["event_timestamp"] = T0 + timedelta(seconds=5)                        # a whole second
+    store.push("toy_push", base, to=PushMode.ONLINE)
+    for delta, n, expected in [(timedelta(0), 2, 2),                          # same clock: written
+                               (-timedelta(microseconds=1), 3, 2),            # older: skipped
+                               (timedelta(microseconds=1), 4, 4),             # newer (fractional): written
+                               (timedelta(0), 5, 4),                              # the whole second again: older now
+                               (timedelta(microseconds=1), 6, 6)]:            # same fractional clock: written
+        row = base.assign(n=pd.array([n], dtype="Int64"))
+        row["event_timestamp"] = T0 + timedelta(seconds=5) + delta
+        store.push("toy_push", row, to=PushMode.ONLINE)
+        assert store.get_online_features(features=["toy:n"], entity_rows=[{"customer_id": "c0"}]
+                                         ).to_dict()["n"] == [expected], (delta, n)

@@ -137,7 +137,7 @@ def test_aws_profile_on_moto_agrees_with_embedded(local, history, moto_endpoint,
     assert res.outputs[C.CUSTOMER_VIEW].startswith("s3://")
     store = FS.open_store("aws-local", tmp_path / "state", data)
     FS.apply(store, storage.join(data, "features"))
-    assert store.config.online_store.type == "dynamodb"
+    assert store.config.online_store.type == FS.AWS_ONLINE_STORE_TYPE
     store.materialize(start_date=ts("2024-11-01T00:00:00Z"), end_date=UNTIL)
     ent = entity_rows()
     hist_aws, hist_local = historical_features(store, ent), historical_features(store_local, ent)

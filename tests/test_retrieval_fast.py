@@ -154,7 +154,7 @@ def test_fast_path_on_dynamodb_equals_feast(moto_endpoint, tmp_path):
     run_backfill(storage.join(data, "events"), storage.join(data, "features"), until=UNTIL, progress=False)
     store = FS.open_store("aws-local", tmp_path / "state", data)
     FS.apply(store, storage.join(data, "features"))
-    assert store.config.online_store.type == "dynamodb"
+    assert store.config.online_store.type == FS.AWS_ONLINE_STORE_TYPE
     store.materialize(start_date=MATERIALIZE_FROM, end_date=UNTIL)
     assert R._plan_for(store) is not None
     ids = [f"c{i}" for i in range(25)] + ["lonely", "nobody", "c3"]

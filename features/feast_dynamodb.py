@@ -1,0 +1,172 @@
+"""Feast's DynamoDB online store with writes that never go back in time (the AWS profiles' online store).
+
+Feast's ``DynamoDBOnlineStore.online_write_batch`` sends unconditional BatchWriteItem puts: the
+last row written wins even when it is older, so a slow writer (a second ingester instance, a
+retried batch, a tick pushed after an event row) can replace a customer's newer row with an
+older one. This subclass writes the same items (Feast's own ``_to_client_write_item``: entity_id,
+event_ts, values, so reads are Feast's, unchanged) with a condition on the stored row's clock::
+
+    attribute_not_exists(entity_id) OR event_ts <= :new
+
+The clock is the row's ``event_ts``, the push row's ``event_timestamp`` (the ingester pushes a
+customer's state at its clock). Equal clocks write: a late event re-pushes the row at the
+customer's current clock with new values, and an idempotent re-push is harmless. Only strictly
+older rows are rejected, and a rejection means "a newer row is already there": success, not
+an error. ``event_ts`` is Feast's string ``str(datetime)``; written in UTC (normalised here) its
+byte order is its time order ("...:05+00:00" < "...:05.000001+00:00", since '+' < '.'), which
+is what DynamoDB compares.
+
+BatchWriteItem cannot carry conditions. Two conditional write modes (``write_mode``):
+
+* ``put`` (default): one conditional PutItem per row, on ``max_write_workers`` threads (the
+  rows of a push in parallel). ConditionalCheckFailedException = a newer row: skipped.
+* ``transact``: TransactWriteItems of up to 100 conditional puts (and < 4 MB) per call. A
+  transaction is all or nothing: when some items are cancelled as ConditionalCheckFailed those
+  are done and the rest of the chunk is sent again without them; TransactionConflict (another
+  writer on the same item at that moment) is retried with a short back-off.
+
+Why ``put``: measured on the moto server (200 rows of 190 float features per push,
+``features/feast_dynamodb.py`` vs Feast's stock BatchWriteItem): stock 1.7 s, put (8 threads)
+1.8 s, transact 28.7 s (moto copies the table for every transaction, so aws-local would crawl).
+On AWS a transaction needs fewer requests (1 per 100 rows) but costs twice the write units (2
+WCU per KB) and two racing ingesters cancel each other's whole chunks; a PutItem costs what
+Feast's BatchWriteItem item costs and never conflicts. ``transact`` stays available for a
+deployment that prefers fewer requests.
+
+Configured in ``features.store.repo_config`` for the AWS profiles and in
+``feature_repo/feature_store.aws.yaml`` as ``type: features.feast_dynamodb.GuardedDynamoDBOnlineStore``.
+"""
+from __future__ import annotations
+
+import asyncio
+import time
+from concurrent.futures import ThreadPoolExecutor
+from datetime import timezone
+from typing import Literal
+
+from botocore.exceptions import ClientError
+from feast.infra.online_stores.dynamodb import (
+    DynamoDBOnlineStore,
+    DynamoDBOnlineStoreConfig,
+    _get_table_name,
+    _latest_data_to_write,
+    _to_client_write_item,
+)
+from feast.utils import to_naive_utc
+
+TYPE = "features.feast_dynamodb.GuardedDynamoDBOnlineStore"
+CONDITION = "attribute_not_exists(entity_id) OR event_ts <= :new"
+TRANSACT_MAX_ITEMS = 100             # DynamoDB's limit per TransactWriteItems
+TRANSACT_MAX_BYTES = 3_500_000       # under the 4 MB request limit, with room for the envelope
+_CONFLICT_RETRIES = 8
+
+
+class GuardedDynamoDBOnlineStoreConfig(DynamoDBOnlineStoreConfig):
+    type: Literal["features.feast_dynamodb.GuardedDynamoDBOnlineStore"] = TYPE  # type: ignore[assignment]
+    write_mode: Literal["put", "transact"] = "put"
+    max_write_workers: int = 8       # threads for write_mode "put"
+
+
+class StaleWriteStats:
+    """What the guard did, for tests and benchmarks: calls made, rows written, rows rejected as older."""
+
+    def __init__(self):
+        self.calls = self.written = self.stale = 0
+
+
+class GuardedDynamoDBOnlineStore(DynamoDBOnlineStore):
+    stats: StaleWriteStats
+
+    def __init__(self):
+        super().__init__()
+        self.stats = StaleWriteStats()
+
+    def online_write_batch(self, config, table, data, progress) -> None:
+        online = config.online_store
+        client = self._get_dynamodb_client(online.region, online.endpoint_url, online.session_based_auth)
+        name = _get_table_name(online, config, table)
+        # one row per entity, the latest clock (ties: the last given), as Feast's async writer does
+        items = [_item(config, key, values, ts) for key, values, ts, _ in _latest_data_to_write(data)]
+        if getattr(online, "write_mode", "put") == "put":
+            self._write_items_one_by_one(client, name, items, getattr(online, "max_write_workers", 8))
+        else:
+            self._write_transactions(client, name, items)
+        if progress:
+            progress(len(data))
+
+    async def online_write_batch_async(self, config, table, data, progress) -> None:
+        # Feast's async writer is unconditional BatchWriteItem too; the guarded one, off the loop
+        await asyncio.to_thread(self.online_write_batch, config, table, data, progress)
+
+    def _write_transactions(self, client, table_name: str, items: list[dict]) -> None:
+        for chunk in _chunks(items):
+            pending, conflicts = chunk, 0
+            while pending:
+                try:
+                    self.stats.calls += 1
+                    client.transact_write_items(TransactItems=[_put(table_name, item) for item in pending])
+                    self.stats.written += len(pending)
+                    pending = []
+                except ClientError as exc:
+                    if exc.response.get("Error", {}).get("Code") != "TransactionCanceledException":
+                        raise
+                    reasons = [r.get("Code", "None") for r in exc.response.get("CancellationReasons", [])]
+                    if len(reasons) != len(pending):
+                        raise
+                    unexpected = set(reasons) - {"None", "ConditionalCheckFailed", "TransactionConflict"}
+                    if unexpected:
+                        raise
+                    self.stats.stale += reasons.count("ConditionalCheckFailed")
+                    if "TransactionConflict" in reasons:
+                        conflicts += 1
+                        if conflicts > _CONFLICT_RETRIES:
+                            raise
+                        time.sleep(0.01 * 2 ** min(conflicts, 6))
+                    pending = [item for item, r in zip(pending, reasons) if r != "ConditionalCheckFailed"]
+
+    def _write_items_one_by_one(self, client, table_name: str, items: list[dict], workers: int) -> None:
+        def put(item: dict) -> bool:
+            try:
+                client.put_item(**_put(table_name, item)["Put"])
+                return True
+            except ClientError as exc:
+                if exc.response.get("Error", {}).get("Code") == "ConditionalCheckFailedException":
+                    return False
+                raise
+
+        if len(items) <= 1 or workers <= 1:
+            results = [put(item) for item in items]
+        else:
+            with ThreadPoolExecutor(max_workers=min(workers, len(items))) as pool:
+                results = list(pool.map(put, items))
+        self.stats.calls += len(items)
+        self.stats.written += sum(results)
+        self.stats.stale += len(results) - sum(results)
+
+
+def _item(config, entity_key, values, timestamp) -> dict:
+    # UTC, so that event_ts strings compare in time order (an offset other than +00:00 would not)
+    return _to_client_write_item(config, entity_key, values, to_naive_utc(timestamp).replace(tzinfo=timezone.utc))
+
+
+def _put(table_name: str, item: dict) -> dict:
+    return {"Put": {"TableName": table_name, "Item": item, "ConditionExpression": CONDITION,
+                    "ExpressionAttributeValues": {":new": item["event_ts"]}}}
+
+
+def _size(item: dict) -> int:
+    return len(item["entity_id"]["S"]) + len(item["event_ts"]["S"]) + sum(
+        len(k) + len(v["B"]) for k, v in item["values"]["M"].items())
+
+
+def _chunks(items: list[dict]):
+    chunk, size = [], 0
+    for item in items:
+        n = _size(item)
+        if chunk and (len(chunk) == TRANSACT_MAX_ITEMS or size + n > TRANSACT_MAX_BYTES):
+            yield chunk
+            chunk, size = [], 0
+        chunk.append(item)
+        size += n
+    if chunk:
+        yield chunk
