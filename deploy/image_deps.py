@@ -51,19 +51,22 @@ class Image:
     name: str
     dockerfile: str
     extra: str
-    #: what the image's entry point imports at cold start (a stand-in until mhp.lambdas exists)
+    #: what the image's entry point imports at cold start
     probe: str
 
 
-# The probes import the handler's modules and open the Feast repo config the deployed handler
-# builds (no AWS call: FeatureStore construction is local).
-_OPEN_STORE = ("from features.store import open_store; "
-               "open_store('aws', __import__('tempfile').mkdtemp(), 's3://mhp-probe/data')")
+# The probes import the entry points' modules (mhp.lambdas defers them to the builders) and open
+# the Feast store the deployed handler builds (no AWS call: FeatureStore construction is local).
+_OPEN_STORE = ("import mhp.lambdas as L; L.open_feature_store({'MHP_DATA_URI': 's3://mhp-probe/data', "
+               "'MHP_STATE_DIR': __import__('tempfile').mkdtemp(), "
+               "'MHP_FEAST_TABLE_TEMPLATE': 'mhp-probe.{project}.{table_name}'})")
 IMAGES = (
     Image("ingester", "deploy/ingester.Dockerfile", "ingest",
-          f"import ingestion.handler, ingestion.push, ingestion.state_store, ingestion.dynamodb_state_store, ingestion.dead_letters; {_OPEN_STORE}"),
+          "import mhp.lambdas, ingestion.handler, ingestion.push, ingestion.dynamodb_state_store, "
+          "ingestion.dead_letters, serving.hook, serving.runtime, serving.dynamodb_state; " + _OPEN_STORE),
     Image("jobs", "deploy/jobs.Dockerfile", "jobs",
-          f"import ingestion.ticks, serving.batch, serving.runtime; {_OPEN_STORE}"),
+          "import mhp.lambdas, ingestion.ticks, ingestion.dynamodb_state_store, serving.batch, serving.runtime, "
+          "serving.dynamodb_state; " + _OPEN_STORE),
     Image("inference", "deploy/inference.Dockerfile", "serve",
           "import serving.server, training.artifact, torch"),
 )

@@ -35,9 +35,11 @@ def make_sink(config: ServingConfig, state_dir: Path):
     return SnsSink(config.topic_arn or ensure_topic(config.topic_name))
 
 
-def build_service(config: ServingConfig, store, state_dir, endpoint=None, sink=None) -> ScoringService:
+def build_service(config: ServingConfig, store, state_dir, endpoint=None, sink=None, state=None) -> ScoringService:
+    """``state``: the cooldown/outbox/pending store (default: SQLite under ``state_dir``; the deployed
+    functions pass ``serving.dynamodb_state.DynamoDBServingState``, which outlives a container)."""
     state_dir = Path(state_dir)
-    state = ServingState(state_dir / config.state_db)
+    state = state if state is not None else ServingState(state_dir / config.state_db)
     scorer = Scorer(store, endpoint or make_endpoint(config), ServedLog(state_dir / config.served_log),
                     retry=config.invoke_retry)
     publisher = AlertPublisher(sink or make_sink(config, state_dir), state, config.publish_retry)

@@ -72,7 +72,7 @@ class ScoringService:
     def score_and_alert(self, customer_ids: Sequence[str], as_of: datetime) -> Outcome:
         out = Outcome()
         if self._monotonic() >= self._next_pending_retry and (
-                self.state.pending_count() or self.state.outbox_counts()["undelivered"]):
+                self.state.pending_count() or self.state.undelivered_count()):
             out.merge(self.recover())
         return out.merge(self._score_and_alert(customer_ids, as_of))
 

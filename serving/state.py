@@ -120,6 +120,10 @@ class ServingState:
                                     "ORDER BY as_of_us, alert_id LIMIT ?", (limit,)).fetchall()
         return [(json.loads(p), n, e) for p, n, e in rows]
 
+    def undelivered_count(self) -> int:
+        with self._lock:
+            return self._db.execute("SELECT COUNT(*) FROM outbox WHERE delivered=0").fetchone()[0]
+
     def outbox_counts(self) -> dict[str, int]:
         with self._lock:
             rows = dict(self._db.execute("SELECT delivered, COUNT(*) FROM outbox GROUP BY delivered").fetchall())
