@@ -34,7 +34,7 @@ from features import state as S
 
 from .hooks import HIGH_SIGNAL_TYPES
 from .records import Decoded
-from .state_codec import Item, event_digest, legacy_digest
+from .state_codec import DayIds, Item, event_digest, legacy_digest
 
 #: the default allowed lateness: the longest window (the tiles hold exactly that many days)
 ALLOWED_LATENESS_DAYS = C.MAX_WINDOW_DAYS
@@ -124,7 +124,7 @@ def apply_records(item: Item, records: list[Decoded], horizon_us: int | None = N
             out.late_applied += 1
         S.apply_event(st, r.record, r.ts_us, r.event_id)
         if ids is None:
-            ids = applied[day] = set()
+            ids = applied[day] = DayIds()
         ids.add(h)
         out.applied += 1
         if r.event_type in HIGH_SIGNAL_TYPES and (out.high_signal_ts is None or r.ts_us > out.high_signal_ts):
