@@ -1,6 +1,6 @@
-"""Deploy on moto: S3 upload, model, endpoint config, endpoint and a target-tracking policy on
-invocations per instance; a rollout shifts weights step by step to the new variant and
-removes the old one."""
+"""Deploy on moto through the SageMaker SDK: S3 upload, model, endpoint config, endpoint and a
+target-tracking policy on invocations per instance; a rollout shifts weights step by step to the
+new variant and removes the old one."""
 import json
 import shutil
 
@@ -37,8 +37,13 @@ def test_deploy_then_rollout(moto_endpoint, two_models):
     assert s3.head_object(Bucket="mhp-models", Key="models/churn_model_v1-aaaaaaaaaaaa/model.tar.gz")["ContentLength"] > 0
     model = sm.describe_model(ModelName=res.model_name)
     assert model["PrimaryContainer"]["ModelDataUrl"] == res.model_data_url
-    assert model["PrimaryContainer"]["Environment"]["SAGEMAKER_PROGRAM"] == "inference.py"
-    assert "pytorch-inference" in model["PrimaryContainer"]["Image"] and model["ExecutionRoleArn"] == ROLE
+    assert model["PrimaryContainer"]["Environment"] == {
+        "SAGEMAKER_PROGRAM": "inference.py", "SAGEMAKER_SUBMIT_DIRECTORY": "/opt/ml/model/code",
+        "SAGEMAKER_CONTAINER_LOG_LEVEL": "20", "MHP_TORCH_THREADS": "1"}
+    # the region's PyTorch inference container, from the SDK's image config (moto runs in us-east-1)
+    assert model["PrimaryContainer"]["Image"] == (
+        "763104351884.dkr.ecr.us-east-1.amazonaws.com/pytorch-inference:2.6.0-cpu-py312")
+    assert model["ExecutionRoleArn"] == ROLE
     ep = sm.describe_endpoint(EndpointName="mhp-churn")
     assert ep["EndpointStatus"] == "InService" and ep["EndpointConfigName"] == res.endpoint_config
     cfg = sm.describe_endpoint_config(EndpointConfigName=res.endpoint_config)["ProductionVariants"]
@@ -69,3 +74,14 @@ def test_deploy_then_rollout(moto_endpoint, two_models):
     assert [t["ResourceId"] for t in targets] == [f"endpoint/mhp-churn/variant/{new}"]
     with pytest.raises(ValueError, match="already serves"):
         dep.deploy(v2)
+
+
+def test_deploy_runs_with_the_deploy_extra_alone():
+    """`mhp deploy` / `mhp train --on sagemaker` need the `deploy` extra (the SageMaker SDK), not torch."""
+    from deploy import image_deps as D
+
+    closure = D.closure(["deploy"])
+    assert closure.missing == [] and "sagemaker" in closure and "torch" not in closure
+    r = D.import_check("import serving.deploy, training.launcher, mhp.cli", D.blocked_modules(closure))
+    assert r.ok, r.output[-3000:]
+    assert r.heavy_loaded == []

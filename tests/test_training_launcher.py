@@ -1,5 +1,9 @@
-"""The SageMaker training-job launcher, against a moto server on 127.0.0.1."""
-import io
+"""The SageMaker training-job launcher (the SDK's PyTorch estimator), against a moto server on
+127.0.0.1. moto accepts CreateTrainingJob and answers DescribeTrainingJob but runs nothing: the
+tests check the request it received and the source the SDK uploaded, and run the entry point's
+hyperparameter decoding on what the job would be given."""
+import json
+import socket
 import subprocess
 import sys
 import sysconfig
@@ -7,15 +11,17 @@ import tarfile
 
 import pytest
 
+from training import sagemaker_sdk
 from training.launcher import (
+    ENTRY_POINT,
+    SOURCE_PACKAGES,
     LaunchConfigError,
     TrainingJobSpec,
-    build_source_tarball,
-    build_training_job_request,
-    describe_training_job,
+    hyperparameters,
     launch,
-    pytorch_training_image_uri,
+    stage_source_dir,
 )
+from training.sagemaker_entry import resolve_environment
 
 ROLE = "arn:aws:iam::123456789012:role/mhp-sagemaker-training"
 
@@ -23,57 +29,110 @@ ROLE = "arn:aws:iam::123456789012:role/mhp-sagemaker-training"
 def _spec(**overrides):
     base = dict(
         job_name="mhp-churn-model-v1-0001", role_arn=ROLE, train_s3_uri="s3://mhp-data/datasets/churn_model_v1/",
-        output_s3_uri="s3://mhp-models/training/", source_s3_uri="s3://mhp-models/source/sourcedir.tar.gz",
-        image_uri=pytorch_training_image_uri("eu-west-1"), region="eu-west-1", instance_type="ml.m5.2xlarge",
-        max_runtime_seconds=7200, hyperparameters={"epochs": 30, "hidden": (128, 64), "learning_rate": 0.001,
-                                                   "baselines": False},
+        output_s3_uri="s3://mhp-models/training/", code_s3_uri="s3://mhp-models/code",
+        region="eu-west-1", instance_type="ml.m5.2xlarge", max_runtime_seconds=7200,
+        hyperparameters={"epochs": 30, "hidden": (128, 64), "learning_rate": 0.001, "baselines": False,
+                         "task_weights": {"churn_risk_30d": 2.0}},
         tags={"project": "mhp"},
     )
     base.update(overrides)
     return TrainingJobSpec(**base)
 
 
-def test_request_carries_string_hyperparameters_and_script_mode_settings():
-    req = build_training_job_request(_spec())
-    hps = req["HyperParameters"]
-    assert all(isinstance(v, str) for v in hps.values())
-    assert hps["epochs"] == "30" and hps["hidden"] == "128,64" and hps["learning-rate"] == "0.001"
-    assert hps["baselines"] == "false"
-    assert hps["sagemaker_program"] == '"training/sagemaker_entry.py"'
-    assert hps["sagemaker_submit_directory"] == '"s3://mhp-models/source/sourcedir.tar.gz"'
-    assert req["AlgorithmSpecification"]["TrainingImage"] == (
-        "763104351884.dkr.ecr.eu-west-1.amazonaws.com/pytorch-training:2.3.0-cpu-py311")
-    assert req["InputDataConfig"][0]["ChannelName"] == "train"  # -> SM_CHANNEL_TRAIN
-    assert req["StoppingCondition"] == {"MaxRuntimeInSeconds": 7200}
-
-
 @pytest.mark.parametrize("overrides, field", [
     (dict(job_name="bad name!"), "job_name"), (dict(role_arn="admin"), "role_arn"),
-    (dict(train_s3_uri="/local/path"), "train_s3_uri"), (dict(instance_type="m5.large"), "instance_type"),
+    (dict(train_s3_uri="/local/path"), "train_s3_uri"), (dict(code_s3_uri="s3://"), "code_s3_uri"),
+    (dict(instance_type="m5.large"), "instance_type"), (dict(instance_count=2), "instance_count"),
     (dict(hyperparameters={"optimizer": "sgd"}), "optimizer"),
 ])
-def test_invalid_settings_are_named(overrides, field):
+def test_invalid_settings_are_named_before_any_aws_call(overrides, field):
     with pytest.raises(LaunchConfigError, match=field):
-        build_training_job_request(_spec(**overrides))
+        launch(_spec(**overrides), sagemaker_session=object())  # never reached: validation comes first
 
 
-def test_source_tarball_is_reproducible_and_holds_the_entry_point(tmp_path):
-    a = build_source_tarball(tmp_path / "a.tar.gz")
-    b = build_source_tarball(tmp_path / "b.tar.gz")
-    assert a.read_bytes() == b.read_bytes()
-    with tarfile.open(fileobj=io.BytesIO(a.read_bytes())) as tar:
+def test_source_dir_holds_the_packages_the_entry_point_imports(tmp_path):
+    root = stage_source_dir(tmp_path / "src")
+    assert (root / ENTRY_POINT).is_file() and (root / "requirements.txt").is_file()
+    assert sorted(p.name for p in root.iterdir() if p.is_dir()) == sorted(SOURCE_PACKAGES)
+    assert not list(root.rglob("__pycache__"))
+
+
+@pytest.fixture
+def no_internet(monkeypatch):
+    """Any connection or name lookup other than 127.0.0.1 / localhost fails and is recorded
+    (the SDK's telemetry would GET https://sm-pysdk-t-<region>.s3.<region>.amazonaws.com)."""
+    attempts = []
+    real_connect, real_getaddrinfo = socket.socket.connect, socket.getaddrinfo
+
+    def getaddrinfo(host, *args, **kwargs):
+        if host not in ("127.0.0.1", "localhost"):
+            attempts.append(host)
+            raise socket.gaierror(f"test: no internet ({host})")
+        return real_getaddrinfo(host, *args, **kwargs)
+
+    def connect(self, address):
+        if isinstance(address, tuple) and address[0] not in ("127.0.0.1", "localhost"):
+            attempts.append(address)
+            raise OSError(f"test: no internet ({address})")
+        return real_connect(self, address)
+
+    monkeypatch.setattr(socket, "getaddrinfo", getaddrinfo)
+    monkeypatch.setattr(socket.socket, "connect", connect)
+    return attempts
+
+
+def test_launch_creates_the_training_job_moto_received(moto_endpoint, no_internet, tmp_path):
+    """moto_endpoint (tests/conftest.py): a clean moto server on 127.0.0.1, AWS_ENDPOINT_URL etc. set."""
+    from core.aws import boto3_client, ensure_bucket
+
+    ensure_bucket("mhp-models")
+    spec = _spec()
+    job = launch(spec)
+    assert no_internet == []          # telemetry off, every client on the endpoint override
+
+    sm = boto3_client("sagemaker", region_name="eu-west-1")
+    desc = sm.describe_training_job(TrainingJobName=spec.job_name)
+    assert job.job_arn == desc["TrainingJobArn"] == (
+        f"arn:aws:sagemaker:eu-west-1:123456789012:training-job/{spec.job_name}")
+    # the region's PyTorch training image, from the SDK's image config
+    image = "763104351884.dkr.ecr.eu-west-1.amazonaws.com/pytorch-training:2.6.0-cpu-py312"
+    assert desc["AlgorithmSpecification"]["TrainingImage"] == image == job.image_uri
+    assert desc["AlgorithmSpecification"]["TrainingInputMode"] == "File"
+    source = "s3://mhp-models/code/mhp-churn-model-v1-0001/source/sourcedir.tar.gz"
+    assert job.source_s3_uri == source
+    # hyperparameters: ours JSON-encoded by the SDK, plus the script-mode settings
+    assert desc["HyperParameters"] == {
+        "epochs": "30", "hidden": '"128,64"', "learning-rate": "0.001", "baselines": "false",
+        "task-weights": json.dumps(json.dumps({"churn_risk_30d": 2.0})),
+        "sagemaker_program": json.dumps(ENTRY_POINT), "sagemaker_submit_directory": json.dumps(source),
+        "sagemaker_region": '"eu-west-1"', "sagemaker_job_name": json.dumps(spec.job_name),
+        "sagemaker_container_log_level": "20",
+    }
+    assert [(c["ChannelName"], c["DataSource"]["S3DataSource"]) for c in desc["InputDataConfig"]] == [
+        ("train", {"S3DataType": "S3Prefix", "S3Uri": spec.train_s3_uri, "S3DataDistributionType": "FullyReplicated"})]
+    assert desc["OutputDataConfig"]["S3OutputPath"] == "s3://mhp-models/training"
+    assert desc["RoleArn"] == ROLE
+    assert desc["ResourceConfig"] == {"InstanceType": "ml.m5.2xlarge", "InstanceCount": 1, "VolumeSizeInGB": 30}
+    assert desc["StoppingCondition"] == {"MaxRuntimeInSeconds": 7200}
+    tags = sm.list_tags(ResourceArn=job.job_arn)["Tags"]
+    assert {"Key": "project", "Value": "mhp"} in tags
+
+    # the entry point, given these hyperparameters as the container writes them, trains with ours
+    (tmp_path / "config").mkdir()
+    (tmp_path / "config/hyperparameters.json").write_text(json.dumps(desc["HyperParameters"]))
+    hps = resolve_environment([], {"SM_INPUT_CONFIG_DIR": str(tmp_path / "config")}).hyperparameters
+    assert (hps["epochs"], hps["hidden"], hps["learning_rate"], hps["baselines"]) == (30, (128, 64), 0.001, False)
+    assert hps["task_weights"]["churn_risk_30d"] == 2.0
+
+    # the source the SDK uploaded: the staged packages; the entry point imports from them alone
+    # (in the training container our installed package does not exist)
+    boto3_client("s3").download_file("mhp-models", "code/mhp-churn-model-v1-0001/source/sourcedir.tar.gz",
+                                     str(tmp_path / "sourcedir.tar.gz"))
+    with tarfile.open(tmp_path / "sourcedir.tar.gz") as tar:
         names = tar.getnames()
-        assert names == sorted(names)
-        assert {m.mtime for m in tar.getmembers()} == {0}
-    assert "training/sagemaker_entry.py" in names and "requirements.txt" in names
-    assert not any("__pycache__" in n for n in names)
-
-
-def test_the_entry_point_imports_from_the_source_tarball_alone(tmp_path):
-    """In the training container only the tarball's packages exist: the entry point and its quality
-    gate must import from them (no site-packages .pth, so our installed package is invisible)."""
-    with tarfile.open(build_source_tarball(tmp_path / "src.tar.gz")) as tar:
         tar.extractall(tmp_path / "src", filter="data")
+    assert ENTRY_POINT in names and "requirements.txt" in names
+    assert {n.split("/")[0] for n in names} == set(SOURCE_PACKAGES) | {"requirements.txt"}
     script = ("import sys; sys.path[:0] = [sys.argv[1], sys.argv[2]]\n"
               "import training.sagemaker_entry, training.quality, validation.gate, validation.suites\n"
               "assert training.quality.__file__.startswith(sys.argv[1]), training.quality.__file__\n"
@@ -83,23 +142,46 @@ def test_the_entry_point_imports_from_the_source_tarball_alone(tmp_path):
     assert proc.returncode == 0 and proc.stdout.strip() == "ok", proc.stderr[-2000:]
 
 
-def test_launch_against_moto_and_describe_returns_what_we_sent(moto_endpoint):
-    """moto_endpoint (tests/conftest.py): a clean moto server on 127.0.0.1, AWS_ENDPOINT_URL etc. set."""
-    from core.aws import boto3_client, ensure_bucket
+def test_the_session_points_every_client_at_the_endpoint_override(monkeypatch):
+    """Only MHP_AWS_ENDPOINT_URL set (boto3 itself ignores it): the SDK's own clients still go there."""
+    from sagemaker.config.config_schema import TELEMETRY_OPT_OUT_PATH
+    from sagemaker.utils import resolve_value_from_config
 
-    ensure_bucket("mhp-models")
-    spec = _spec()
-    arn = launch(spec)
-    assert arn.endswith(":training-job/" + spec.job_name)
-    desc = describe_training_job(spec.job_name)
-    req = build_training_job_request(spec)
-    assert desc["TrainingJobName"] == spec.job_name and desc["RoleArn"] == ROLE
-    assert desc["AlgorithmSpecification"]["TrainingImage"] == req["AlgorithmSpecification"]["TrainingImage"]
-    assert desc["HyperParameters"] == req["HyperParameters"]
-    assert desc["InputDataConfig"][0]["DataSource"] == req["InputDataConfig"][0]["DataSource"]
-    assert desc["OutputDataConfig"]["S3OutputPath"] == req["OutputDataConfig"]["S3OutputPath"]
-    assert desc["ResourceConfig"]["InstanceType"] == "ml.m5.2xlarge"
-    assert desc["StoppingCondition"]["MaxRuntimeInSeconds"] == 7200
-    # the source tarball the job points at was uploaded
-    head = boto3_client("s3").head_object(Bucket="mhp-models", Key="source/sourcedir.tar.gz")
-    assert head["ContentLength"] > 0
+    for name in ("AWS_ENDPOINT_URL", "FEAST_S3_ENDPOINT_URL"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("MHP_AWS_ENDPOINT_URL", "http://127.0.0.1:1")
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+    s = sagemaker_sdk.session("ap-southeast-2")
+    assert s.boto_region_name == "ap-southeast-2"
+    for client in (s.sagemaker_client, s.s3_client, s.sagemaker_runtime_client, s.boto_session.client("sts")):
+        assert client.meta.endpoint_url == "http://127.0.0.1:1", client.meta.service_model.service_name
+    assert s.s3_resource.meta.client.meta.endpoint_url == "http://127.0.0.1:1"
+    assert resolve_value_from_config(None, TELEMETRY_OPT_OUT_PATH, default_value=False, sagemaker_session=s) is True
+
+
+@pytest.mark.parametrize("scope, region, instance_type, expected", [
+    ("training", "eu-west-1", "ml.m5.xlarge", "763104351884.dkr.ecr.eu-west-1.amazonaws.com/pytorch-training:2.6.0-cpu-py312"),
+    ("inference", "me-south-1", "ml.m5.large", "217643126080.dkr.ecr.me-south-1.amazonaws.com/pytorch-inference:2.6.0-cpu-py312"),
+    ("inference", "af-south-1", "ml.c5.large", "626614931356.dkr.ecr.af-south-1.amazonaws.com/pytorch-inference:2.6.0-cpu-py312"),
+    ("inference", "cn-north-1", "ml.m5.large", "727897471807.dkr.ecr.cn-north-1.amazonaws.com.cn/pytorch-inference:2.6.0-cpu-py312"),
+    ("training", "us-east-1", "ml.g5.xlarge", "763104351884.dkr.ecr.us-east-1.amazonaws.com/pytorch-training:2.6.0-gpu-py312"),
+])
+def test_images_are_region_correct(scope, region, instance_type, expected):
+    """The registry account differs by region (the old hard-coded 763104351884 was wrong in these)."""
+    assert sagemaker_sdk.pytorch_image_uri(scope, region, instance_type) == expected
+
+
+def test_the_framework_version_is_the_newest_both_containers_list():
+    """Training and serving run one torch: the newest version the SDK lists for both images."""
+    from sagemaker.image_uris import config_for_framework
+
+    cfg = config_for_framework("pytorch")
+    listed = {scope: set(cfg[scope]["versions"]) for scope in ("training", "inference")}
+    common = listed["training"] & listed["inference"]
+    newest = max(common, key=lambda v: tuple(int(p) for p in v.split(".")))
+    assert sagemaker_sdk.FRAMEWORK_VERSION == newest
+    for scope in ("training", "inference"):
+        assert sagemaker_sdk.PY_VERSION in cfg[scope]["versions"][newest]["py_versions"]
+    with pytest.raises(ValueError, match="scope"):
+        sagemaker_sdk.pytorch_image_uri("serving", "us-east-1", "ml.m5.large")
