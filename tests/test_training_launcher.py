@@ -185,3 +185,38 @@ def test_the_framework_version_is_the_newest_both_containers_list():
         assert sagemaker_sdk.PY_VERSION in cfg[scope]["versions"][newest]["py_versions"]
     with pytest.raises(ValueError, match="scope"):
         sagemaker_sdk.pytorch_image_uri("serving", "us-east-1", "ml.m5.large")
+
+
+def test_mhp_train_on_sagemaker_launches_the_job(moto_endpoint, no_internet, capsys):
+    from core.aws import boto3_client, ensure_bucket
+    from mhp.cli import main
+
+    ensure_bucket("mhp-models")
+    argv = ["train", "--on", "sagemaker", "--dataset", "s3://mhp-data/datasets/churn_model_v1",
+            "--out", "s3://mhp-models/jobs", "--role", ROLE, "--job-name", "mhp-cli-0001",
+            "--instance-type", "ml.c5.2xlarge", "--epochs", "12", "--set", "hidden=64,32", "--no-baselines"]
+    assert main(argv) == 0
+    out = capsys.readouterr().out
+    assert "training job mhp-cli-0001" in out
+    assert "763104351884.dkr.ecr.us-east-1.amazonaws.com/pytorch-training:2.6.0-cpu-py312" in out
+    desc = boto3_client("sagemaker").describe_training_job(TrainingJobName="mhp-cli-0001")
+    hps = desc["HyperParameters"]
+    assert (hps["epochs"], hps["hidden"], hps["baselines"]) == ("12", '"64,32"', "false")
+    assert desc["InputDataConfig"][0]["DataSource"]["S3DataSource"]["S3Uri"] == "s3://mhp-data/datasets/churn_model_v1/"
+    assert desc["OutputDataConfig"]["S3OutputPath"] == "s3://mhp-models/jobs"
+    assert desc["ResourceConfig"]["InstanceType"] == "ml.c5.2xlarge"
+    assert hps["sagemaker_submit_directory"] == '"s3://mhp-models/jobs/code/mhp-cli-0001/source/sourcedir.tar.gz"'
+    assert no_internet == []
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--dataset", "s3://d/x", "--out", "s3://b/o"], "--role"),
+    (["--dataset", "s3://d/x", "--role", ROLE], "--out s3://"),
+    (["--dataset", "out/datasets/x", "--out", "s3://b/o", "--role", ROLE], "--dataset must be"),
+    (["--dataset", "s3://d/x", "--out", "s3://b/o", "--role", "admin"], "role_arn"),
+])
+def test_mhp_train_on_sagemaker_names_what_is_missing(argv, message, capsys):
+    from mhp.cli import main
+
+    assert main(["train", "--on", "sagemaker", *argv]) != 0
+    assert message in capsys.readouterr().err
