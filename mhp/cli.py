@@ -24,6 +24,7 @@ COMMAND_MODULES: list[str] = [
     "mhp.commands.serve",
     "mhp.commands.train",
     "mhp.commands.dataset",
+    "mhp.commands.stack",
     "mhp.demo",
 ]
 
