@@ -2,7 +2,8 @@
 
 ``Ingester(state_store, pusher, dead_letters, hook).handle(event, context)`` processes one
 invocation and returns ``{"batchItemFailures": [{"itemIdentifier": <sequenceNumber>}, ...]}``
-(Powertools ``BatchProcessor`` for Kinesis). ``lambda_handler`` is the deployed entry point.
+(Powertools ``BatchProcessor`` for Kinesis). The deployed entry point, which builds one from the
+function's environment with the scoring hook, is ``mhp.lambdas.ingest_handler``.
 
 Two phases, both inside the Powertools processor:
 
@@ -39,7 +40,6 @@ changes nothing: the redelivered records are applied again.
 """
 from __future__ import annotations
 
-import os
 from collections import Counter
 from typing import Any, Callable
 
@@ -52,13 +52,11 @@ from aws_lambda_powertools.utilities.batch import (
 )
 
 from features import state as S
-from features.store import open_store
 
 from . import engine
-from .dead_letters import DeadLetterSink, SQSDeadLetters, letter, letter_id
-from .dynamodb_state_store import DynamoDBStateStore
+from .dead_letters import DeadLetterSink, letter, letter_id
 from .hooks import NoOpScoringHook, ScoringHook
-from .push import FeastPusher, Pusher
+from .push import Pusher
 from .records import (
     FUTURE_TOLERANCE_US,
     MAX_RECORD_BYTES,
@@ -362,25 +360,3 @@ def current_states(store: StateStore, customer_ids, shard_key: str) -> dict[str,
     for it in items.values():
         S.catch_up(it.state, horizon)
     return {c: it.state for c, it in items.items()}
-
-
-# ---------------------------------------------------------------------- the deployed entry point
-_INGESTER: Ingester | None = None
-
-
-def build_from_env() -> Ingester:
-    """The AWS deployment: MHP_STATE_TABLE (DynamoDB), MHP_DLQ_URL (SQS), MHP_DATA_URI (s3:// Feast registry)."""
-
-
-    profile = os.environ.get("MHP_PROFILE", "aws")
-    store = open_store(profile, os.environ.get("MHP_STATE_DIR", "/tmp/mhp-feast"), os.environ["MHP_DATA_URI"])
-    return Ingester(DynamoDBStateStore(os.environ.get("MHP_STATE_TABLE", "mhp-ingestion-state"), create=False),
-                    FeastPusher(store), SQSDeadLetters(os.environ["MHP_DLQ_URL"]), emit_metrics=True)
-
-
-@logger.inject_lambda_context
-def lambda_handler(event: dict, context: Any) -> dict:
-    global _INGESTER
-    if _INGESTER is None:
-        _INGESTER = build_from_env()
-    return _INGESTER.handle(event, context)
