@@ -4,10 +4,14 @@
   ``aws-local``), a persistent keep-alive connection per thread, connect/read timeouts.
 * :class:`SageMakerEndpoint`: ``sagemaker-runtime`` ``InvokeEndpoint`` via boto3 (``aws``).
 
-Both raise :class:`EndpointRejected` for a 4xx (the request is wrong: retrying will not help)
-and :class:`EndpointUnavailable` for everything that may pass (connection refused, timeout,
-5xx, throttling). :func:`invoke_with_retry` retries only the latter, with exponential
-backoff on the monotonic clock, and re-raises the last error when the budget is spent.
+Both raise :class:`EndpointRejected` for a 4xx other than 429 (the request is wrong: retrying
+will not help) and :class:`EndpointUnavailable` for everything that may pass (connection
+refused, timeout, 5xx, 429 / throttling, a model not loaded yet). On SageMaker the container's
+answer arrives as ``ModelError`` (HTTP 424) with the container's status in
+``OriginalStatusCode``: the artifact's handler reports bad input as a 4xx there through the
+SageMaker inference toolkit (training/inference.py). :func:`invoke_with_retry` retries only
+:class:`EndpointUnavailable`, with exponential backoff on the monotonic clock, and re-raises
+the last error when the budget is spent.
 """
 from __future__ import annotations
 
@@ -37,6 +41,11 @@ class EndpointRejected(EndpointError):
 
 class EndpointUnavailable(EndpointError):
     """The endpoint could not answer (down, timeout, 5xx, throttled): worth retrying later."""
+
+
+def is_rejection(status: int) -> bool:
+    """A status that rejects the request itself: 4xx except 429 (Too Many Requests)."""
+    return 400 <= status < 500 and status != 429
 
 
 class Endpoint(Protocol):
@@ -139,7 +148,7 @@ class HttpEndpoint:
 
     def invoke_raw(self, body: bytes) -> bytes:
         status, data = self._request("POST", "/invocations", body)
-        if 400 <= status < 500 and status != 429:
+        if is_rejection(status):
             raise EndpointRejected(status, _reason(data))
         if status != 200:
             raise EndpointUnavailable(f"endpoint {self.name} answered {status}: {_reason(data)}")
@@ -176,12 +185,14 @@ class SageMakerEndpoint:
             err = exc.response.get("Error", {})
             status = int(exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0) or 0)
             code = err.get("Code", "")
-            # ModelError = the container answered 4xx/5xx; its status is in OriginalStatusCode
+            # ModelError (424) = the container answered non-200; its status is in OriginalStatusCode
             original = int(exc.response.get("OriginalStatusCode", 0) or 0)
-            if code == "ModelError" and 400 <= original < 500:
+            if code == "ModelError" and is_rejection(original):
                 raise EndpointRejected(original, exc.response.get("OriginalMessage") or err.get("Message", ""))
-            if code == "ValidationError" and status == 400:
+            if code == "ValidationError" and status == 400:   # e.g. no such endpoint, body too large
                 raise EndpointRejected(400, err.get("Message", str(exc)))
+            # ModelNotReadyException (429), ThrottlingException, ServiceUnavailable (503),
+            # InternalFailure (500), InternalDependencyException (530), a container 5xx or 429
             raise EndpointUnavailable(f"SageMaker endpoint {self.name}: {code}: {err.get('Message', exc)}") from None
         except BotoCoreError as exc:
             raise EndpointUnavailable(f"SageMaker endpoint {self.name} unreachable: {exc}") from None

@@ -145,7 +145,7 @@ def test_inference_runs_from_the_extracted_dir_without_our_package(sm_run, datas
     assert proc.returncode == 0, proc.stderr[-3000:]
     lines = proc.stdout.strip().splitlines()
     assert json.loads(lines[0]) == json.loads(endpoint.invoke(body))
-    assert lines[1].startswith("ERROR FeatureInputError") and lines[1].endswith("unknown features (not in the model's feature schema): x")
+    assert lines[1].startswith("ERROR InferenceInputError") and lines[1].endswith("unknown features (not in the model's feature schema): x")
 
 
 def test_bad_requests_raise_value_errors_naming_the_problem(sm_run, dataset, tmp_path):

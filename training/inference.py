@@ -18,12 +18,20 @@ features (null allowed: missing is not zero). Response (``application/json``):
 ``{"predictions": [{"churn_risk_30d": p, "ib_call_risk_14d": p,
 "customer_health_score": s, "model_version": v}, ...]}``, one entry per row in order.
 
-Client errors raise :class:`InferenceInputError` (or the preprocessor's
-``FeatureInputError``), both ValueError subclasses carrying ``status_code``.
+Client errors raise :class:`InferenceInputError` carrying the HTTP status (400 bad JSON or
+features, 413 too many rows, 415 content type, 406 accept type); the preprocessor's
+``FeatureInputError`` is re-raised as one. On the SageMaker PyTorch inference container the
+handler runs inside the SageMaker inference toolkit (``sagemaker_inference.transformer.Transformer``),
+which answers an exception with HTTP 500 (InvokeEndpoint: ``ModelError``) unless it is a
+``sagemaker_inference.errors.BaseInferenceToolkitError``, whose ``status_code`` it returns.
+So where the toolkit is importable, ``InferenceInputError`` is also a
+``GenericInferenceToolkitError``; where it is not (our own server, serving/server.py, and any
+plain Python), it is a ValueError with ``status_code``, which our server maps to that status.
 """
 from __future__ import annotations
 
 import hashlib
+import http
 import importlib.util
 import json
 import os
@@ -35,15 +43,25 @@ JSON = "application/json"
 MAX_ROWS = int(os.environ.get("MHP_MAX_ROWS_PER_REQUEST", "10000"))
 
 
-class InferenceInputError(ValueError):
+try:  # the SageMaker inference toolkit, present in the SageMaker PyTorch inference container
+    from sagemaker_inference.errors import GenericInferenceToolkitError as _ToolkitError
+except ImportError:  # our own server (serving/server.py) maps status_code itself
+    _ToolkitError = None
+
+
+class InferenceInputError(*((ValueError,) if _ToolkitError is None else (_ToolkitError, ValueError))):
     """A bad request: the message names the problem; ``status_code`` is the HTTP status to send."""
 
     status_code = 400
 
     def __init__(self, message: str, status_code: int | None = None):
-        super().__init__(message)
-        if status_code is not None:
-            self.status_code = status_code
+        status = int(status_code if status_code is not None else type(self).status_code)
+        if _ToolkitError is not None:
+            # sets status_code, message (the toolkit's response body) and phrase (the status line's reason)
+            _ToolkitError.__init__(self, status, message, http.HTTPStatus(status).phrase)
+        self.status_code = status
+        self.message = message
+        self.args = (message,)   # str(exc) is the message, with or without the toolkit
 
 
 def _load_sibling(filename: str):
@@ -138,7 +156,10 @@ def input_fn(request_body: Any, request_content_type: str | None) -> list[dict[s
 
 def predict_fn(data: list[dict[str, Any]], model: ModelBundle) -> dict[str, Any]:
     """Validate and encode rows with the stored preprocessing, run the net."""
-    x = model.preprocessor.transform(list(data))  # raises FeatureInputError naming features
+    try:
+        x = model.preprocessor.transform(list(data))
+    except _preprocess.FeatureInputError as exc:  # names the missing / unknown / mistyped features
+        raise InferenceInputError(str(exc), exc.status_code) from exc
     scores = _model.predict(model.net, x)
     return {"model_version": model.model_version, "scores": {h: scores[h].tolist() for h in model.heads},
             "n": len(x)}
