@@ -12,20 +12,39 @@ is exact and windows decay on schedule. Tutor, subject and marketplace snapshots
 UTC midnight, over the complete days before it (the marketplace table is the subject table
 pivoted to one wide row per day).
 
+``until`` is the tables' horizon (default: the midnight after the last event): events after it
+are ignored and no snapshot is written after it. The tables are exact for t before the first
+midnight after ``until`` (the next decay) when the log has no event after ``until``, and for
+t <= ``until`` when it has (those events are missing). Later values would be stale, so that
+bound (``valid_before``) is written to ``HORIZON_FILE`` beside the tables and point-in-time
+retrieval (``features.retrieval.historical_features``) refuses rows at or after it. To read later
+times, backfill with a later ``until``: the midnight ticks then run on to it, exactly as the
+online day ticks do.
+
 All times are integer microseconds since the epoch (UTC) inside the SQL.
 """
 from __future__ import annotations
 
 import dataclasses
+import json
 from datetime import datetime, timedelta, timezone
 
 import duckdb
 
-from core.storage import duckdb_connect, filesystem, write_parquet
+from core.storage import duckdb_connect, filesystem, join, write_parquet
 from core.times import DAY_US
 from events.contract import EVENT_LOG_SCHEMA, SUBJECTS
 
 from . import catalog as C
+
+
+HORIZON_FILE = "horizon.json"   # {"until", "valid_before", "first_event"} (+ "_us" integers) beside the tables
+
+
+@dataclasses.dataclass(frozen=True)
+class Horizon:
+    until: datetime          # the backfill's cap: no event after it, no snapshot after it
+    valid_before: datetime   # rows at t < valid_before are exact
 
 
 @dataclasses.dataclass
@@ -366,9 +385,33 @@ def run_backfill(events_uri: str, out_uri: str, until: datetime | None = None, p
         uri = f"{out_uri.rstrip('/')}/{view}.parquet"
         _write(con, table, uri)
         written[view] = uri
+    later = con.execute(f"SELECT COUNT(*) FROM ev_raw WHERE tsu > {until_us}").fetchone()[0]
+    valid_before_us = until_us + 1 if later else (until_us // DAY_US + 1) * DAY_US
+    write_horizon(out_uri, until_us, valid_before_us, first_us)
     count = lambda t: con.execute(f"SELECT COUNT(*) FROM {t}").fetchone()[0]  # noqa: E731
     return BackfillResult(count("customer_snapshots"), count(C.TUTOR_VIEW), count(C.MARKETPLACE_VIEW),
                           _from_us(first_us), _from_us(until_us), written)
+
+
+def write_horizon(out_uri: str, until_us: int, valid_before_us: int, first_us: int) -> None:
+    fs, path = filesystem(join(out_uri, HORIZON_FILE))
+    fs.makedirs(path.rsplit("/", 1)[0], exist_ok=True)
+    doc = {}
+    for name, us in (("until", until_us), ("valid_before", valid_before_us), ("first_event", first_us)):
+        doc[name] = _from_us(us).isoformat().replace("+00:00", "Z")
+        doc[f"{name}_us"] = us
+    with fs.open(path, "w") as f:
+        json.dump(doc, f, indent=2)
+
+
+def read_horizon(features_uri: str) -> Horizon | None:
+    """The horizon of the tables under ``features_uri``; None if they have no horizon file."""
+    fs, path = filesystem(join(features_uri, HORIZON_FILE))
+    if not fs.exists(path):
+        return None
+    with fs.open(path, "r") as f:
+        doc = json.load(f)
+    return Horizon(_from_us(int(doc["until_us"])), _from_us(int(doc["valid_before_us"])))
 
 
 def _write(con: duckdb.DuckDBPyConnection, table: str, uri: str) -> None:

@@ -27,6 +27,15 @@ model inputs and validation specs: `features/derivations.py`). Do not edit by ha
   after one of the customer's events; the stream ingester applies a day tick
   at those of them where a day leaves a window (the rows in between are equal).
   So Feast's "latest row at or before t" is exact.
+* **Horizon.** The backfill writes snapshots up to its `until` (default: the
+  midnight after the last event; `mhp backfill --until`). Its values are
+  exact before the first midnight after `until` (the next decay), or only up
+  to `until` when the log has later events (the backfill left them out); that
+  bound is recorded in `horizon.json` beside the tables. Point-in-time
+  retrieval refuses rows at or past it with an error naming it, since there
+  is no snapshot there and windows would stop decaying (a stale value). To
+  read later times, backfill with a later `until`: the midnight snapshots run
+  on to it exactly as the online day ticks do.
 * **Late arrivals: "as of t" is event time.** The value at `t` counts every
   event with `timestamp <= t`, whenever it arrived. Offline (the backfill over
   the event log) that includes an event that reached the stream after `t`; the
@@ -47,8 +56,13 @@ model inputs and validation specs: `features/derivations.py`). Do not edit by ha
   feature is the same whatever order its events arrived in.
 * **Missing is not zero.** Ratios and averages are null when their
   denominator is 0 (no sessions: no rating; no payment attempt: no success
-  rate). Counts and sums are 0. Segment values and timestamps are null until
-  the first event that carries them.
+  rate). Counts and sums are 0 once the customer is known (has an event at or
+  before `t`). Before its first event a customer has no row and every feature
+  is null, offline and online alike (an unknown customer id reads the same):
+  a 0 would say that an account which did not exist yet, or an id the platform
+  has never seen, was a known, inactive customer; null keeps the two apart
+  (the model's preprocessing imputes it). Segment values and timestamps are
+  null until the first event that carries them.
 * **Batch entities.** Tutor features (entity `tutor`), subject features
   (entity `subject`) and per-subject marketplace features (entity
   `marketplace`, constant key `{C.MARKETPLACE_KEY}`) are snapshots at every UTC midnight `d` over the

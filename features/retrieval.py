@@ -6,6 +6,13 @@ first ``primary_tutor_id`` and ``primary_subject`` from the customer view,
 then the feature service with that tutor, that subject, the constant
 marketplace key and the request time. Every input row comes back, in input
 order, with nulls where no value existed yet.
+
+Offline rows may not lie past the feature tables' horizon (``features.backfill.Horizon``: the
+backfill's ``until``, by default the midnight after the last event, and the first midnight after
+it, where the next decay would be): no snapshot exists there, so Feast would return the horizon's
+row unchanged and windows would stop decaying. ``historical_features`` raises
+``BeyondHorizonError`` naming the horizon instead; backfill with a later ``until`` to read later
+times (the snapshots then decay on to it, as online).
 """
 from __future__ import annotations
 
@@ -15,12 +22,38 @@ import pandas as pd
 from feast import FeatureStore
 
 from . import catalog as C
+from .backfill import Horizon, read_horizon
 
 _ROW = "__row"
 _PRIMARY = f"{C.CUSTOMER_VIEW}:primary_tutor_id"
 _SUBJECT = f"{C.CUSTOMER_VIEW}:primary_subject"
 NO_TUTOR = ""  # join key used when a customer has no primary tutor yet: matches no tutor row
 NO_SUBJECT = ""  # likewise for a customer without a primary subject: matches no subject row
+
+
+class BeyondHorizonError(ValueError):
+    """Entity rows after the feature tables' horizon: their values would be stale."""
+
+
+def horizon(store: FeatureStore) -> Horizon | None:
+    """The horizon of the tables behind the customer view (None: tables without a horizon file)."""
+    path = store.get_feature_view(C.CUSTOMER_VIEW).batch_source.path
+    return read_horizon(path.rsplit("/", 1)[0])
+
+
+def _check_horizon(store: FeatureStore, entity_df: pd.DataFrame) -> None:
+    h = horizon(store)
+    if h is None:
+        return
+    valid_before = pd.Timestamp(h.valid_before)
+    late = entity_df["event_timestamp"] >= valid_before
+    if late.any():
+        latest = entity_df["event_timestamp"].max()
+        raise BeyondHorizonError(
+            f"entity dataframe: {int(late.sum())} row(s) past the feature horizon: the tables are backfilled "
+            f"until {pd.Timestamp(h.until).isoformat()} and exact only before {valid_before.isoformat()}; the "
+            f"latest row is at {latest.isoformat()}. Values there would be stale (no decay past the horizon): "
+            "backfill with --until at or after the latest row, or drop those rows")
 
 
 def _check_entity_df(entity_df: pd.DataFrame) -> pd.DataFrame:
@@ -37,8 +70,11 @@ def _check_entity_df(entity_df: pd.DataFrame) -> pd.DataFrame:
 
 
 def historical_features(store: FeatureStore, entity_df: pd.DataFrame) -> pd.DataFrame:
-    """``churn_model_v1`` as of each row's ``event_timestamp``; extra input columns are kept."""
+    """``churn_model_v1`` as of each row's ``event_timestamp``; extra input columns are kept.
+
+    Raises ``BeyondHorizonError`` for rows after the feature tables' horizon (see the module doc)."""
     entity_df = _check_entity_df(entity_df)
+    _check_horizon(store, entity_df)
     base = entity_df.reset_index(drop=True).copy()
     base[_ROW] = range(len(base))
     keys = base[[_ROW, "customer_id", "event_timestamp"]]
