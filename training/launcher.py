@@ -37,7 +37,7 @@ from sagemaker.pytorch import PyTorch  # noqa: E402,I001
 
 ENTRY_POINT = "training/sagemaker_entry.py"
 #: what the entry point imports in the container: training, its quality gate (validation) and the
-#: rooms validation stands on (tests/test_training_launcher.py runs the entry point from the
+#: rooms validation stands on (tests/test_training_job_on_moto.py runs the entry point from the
 #: uploaded source alone)
 SOURCE_PACKAGES = ("core", "events", "validation", "training")
 #: run-time dependencies the PyTorch training container lacks (installed by the toolkit)
