@@ -1,6 +1,7 @@
 """Shared pytest fixtures. Several rooms add fixtures here: append, don't reorder."""
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -18,6 +19,12 @@ FAST_LANE = {
     "test_ingestion_properties.py", "test_ingestion_disorder.py", "test_serving_server.py", "test_serving_alerts.py",
     "test_training_preprocess.py", "test_training_model.py", "test_training_launcher.py",
 }
+
+
+def pytest_configure(config):
+    # Tests never reach past 127.0.0.1: botocore's credential chain must not probe the EC2 metadata
+    # address (the SageMaker SDK builds a default session at import); subprocesses inherit this.
+    os.environ["AWS_EC2_METADATA_DISABLED"] = "true"
 
 
 def pytest_collection_modifyitems(config, items):
