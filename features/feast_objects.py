@@ -1,6 +1,6 @@
 """Feast definitions generated from the declarations: entities, sources, views, the feature service.
 
-Views are grouped by entity and update path (DESIGN §4.12): one customer view
+Views are grouped by entity and update path (docs/ingestion.md): one customer view
 (written online only by the ordered per-customer stream path, through its push
 source), one tutor view, one subject view and one marketplace view (batch, materialized), and
 two on-demand views (request-time recency; trends over the customer view).

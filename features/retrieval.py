@@ -1,7 +1,7 @@
 """Reading the model's input vector, offline (point in time) and online, the same way.
 
 The customer's primary-tutor and own-subject features are second lookups
-keyed by the primary tutor and the primary subject as of t (DESIGN §4.9):
+keyed by the primary tutor and the primary subject as of t (docs/features.md):
 first ``primary_tutor_id`` and ``primary_subject`` from the customer view,
 then the feature service with that tutor, that subject, the constant
 marketplace key and the request time. Every input row comes back, in input
