@@ -78,8 +78,20 @@ class WindowSum:
         return (s + f", divided by {self.days}") if self.per_day else s
 
 
+class _Ratio:
+    """The engines address a ratio's metrics by name."""
+
+    @property
+    def num(self) -> str:
+        return self.numerator.name
+
+    @property
+    def den(self) -> str:
+        return self.denominator.name
+
+
 @dataclass(frozen=True)
-class WindowRatio:
+class WindowRatio(_Ratio):
     """numerator / denominator over the window; null when the denominator is 0 (no data is not zero)."""
 
     name: str
@@ -92,14 +104,6 @@ class WindowRatio:
     bounded: bool = False  # True for rates in [0, 1]
     model_input = True
     key_of = None
-
-    @property
-    def num(self) -> str:
-        return self.numerator.name
-
-    @property
-    def den(self) -> str:
-        return self.denominator.name
 
     @property
     def kind(self) -> str:
@@ -136,7 +140,7 @@ class LifetimeSum:
 
 
 @dataclass(frozen=True)
-class LifetimeRatio:
+class LifetimeRatio(_Ratio):
     name: str
     numerator: Metric
     denominator: Metric
@@ -146,14 +150,6 @@ class LifetimeRatio:
     kind = "numeric"
     model_input = True
     key_of = None
-
-    @property
-    def num(self) -> str:
-        return self.numerator.name
-
-    @property
-    def den(self) -> str:
-        return self.denominator.name
 
     def describe(self) -> str:
         return (f"({self.numerator.describe()}) / ({self.denominator.describe()}), "
