@@ -35,9 +35,16 @@ class ProfileError(ValueError):
     pass
 
 
-def repo_config(profile: str, state_dir: str | os.PathLike, data_uri: str | None = None) -> dict:
+#: the deployed stack's Feast table names (deploy/template.yaml output FeastTableNameTemplate)
+TABLE_TEMPLATE_ENV = "MHP_FEAST_TABLE_TEMPLATE"
+
+
+def repo_config(profile: str, state_dir: str | os.PathLike, data_uri: str | None = None,
+                table_name_template: str | None = None) -> dict:
     """Feast's repo configuration. ``state_dir``: local dir for the embedded registry and online DB;
-    ``data_uri``: s3://bucket/prefix holding the registry for the AWS profiles."""
+    ``data_uri``: s3://bucket/prefix holding the registry for the AWS profiles;
+    ``table_name_template``: the DynamoDB tables' names (default: env MHP_FEAST_TABLE_TEMPLATE, else
+    Feast's ``{project}.{table_name}``)."""
     if profile not in PROFILES:
         raise ProfileError(f"profile: expected one of {', '.join(PROFILES)}, got {profile!r}")
     state_dir = Path(state_dir).resolve()
@@ -55,6 +62,12 @@ def repo_config(profile: str, state_dir: str | os.PathLike, data_uri: str | None
     if profile == "aws-local" and not endpoint:
         raise ProfileError("profile 'aws-local' expects AWS_ENDPOINT_URL to point at a moto server")
     online = {"type": AWS_ONLINE_STORE_TYPE, "region": aws.region()}
+    template = table_name_template or os.environ.get(TABLE_TEMPLATE_ENV)
+    if template:
+        if "{project}" not in template or "{table_name}" not in template:
+            raise ProfileError(f"{TABLE_TEMPLATE_ENV}: expected a template with {{project}} and {{table_name}}, "
+                               f"got {template!r}")
+        online["table_name_template"] = template
     offline = {"type": "features.feast_offline.S3DuckDBOfflineStore"}
     if endpoint:
         online["endpoint_url"] = endpoint
@@ -67,10 +80,12 @@ def repo_config(profile: str, state_dir: str | os.PathLike, data_uri: str | None
     }
 
 
-def open_store(profile: str, state_dir: str | os.PathLike, data_uri: str | None = None) -> FeatureStore:
+def open_store(profile: str, state_dir: str | os.PathLike, data_uri: str | None = None,
+               table_name_template: str | None = None) -> FeatureStore:
     state_dir = Path(state_dir)
     state_dir.mkdir(parents=True, exist_ok=True)
-    return FeatureStore(repo_path=str(state_dir), config=RepoConfig(**repo_config(profile, state_dir, data_uri)))
+    return FeatureStore(repo_path=str(state_dir),
+                        config=RepoConfig(**repo_config(profile, state_dir, data_uri, table_name_template)))
 
 
 def apply(store: FeatureStore, features_uri: str) -> list[str]:

@@ -27,6 +27,9 @@ from core import aws, local_aws, storage, workspace
 from core.errors import UsageError
 
 DAY = timedelta(days=1)
+#: (customers, live days) by profile: every AWS call of aws-local goes through the moto server
+#: (~5-25 ms each), so its default is smaller to finish within 10 minutes on 2 cores (README)
+DEFAULTS = {"local": (2000, 7), "aws-local": (1000, 3)}
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -35,9 +38,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--workspace", default="out/demo", help="output folder (default: out/demo; replaced)")
     p.add_argument("--profile", default="local", choices=["local", "aws-local"],
                    help="local (embedded, default) or aws-local (DynamoDB, S3, SNS on a moto server it starts)")
-    p.add_argument("--customers", type=int, default=2000, help="customers to simulate (default 2000)")
+    p.add_argument("--customers", type=int, default=None,
+                   help=f"customers to simulate (default {DEFAULTS['local'][0]}; aws-local {DEFAULTS['aws-local'][0]})")
     p.add_argument("--days", type=int, default=120, help="days to simulate (default 120)")
-    p.add_argument("--live-days", type=int, default=7, help="last days replayed as a live stream (default 7)")
+    p.add_argument("--live-days", type=int, default=None,
+                   help=f"last days replayed as a live stream (default {DEFAULTS['local'][1]}; "
+                        f"aws-local {DEFAULTS['aws-local'][1]})")
     p.add_argument("--seed", type=int, default=7, help="simulation seed (default 7)")
     p.add_argument("--epochs", type=int, default=40, help="maximum training epochs (default 40)")
     p.set_defaults(func=cmd_demo)
@@ -58,7 +64,9 @@ class _Steps:
 
 
 def cmd_demo(args) -> int:
-
+    customers, live_days = DEFAULTS[args.profile]
+    args.customers = customers if args.customers is None else args.customers
+    args.live_days = live_days if args.live_days is None else args.live_days
     if args.customers <= 0 or args.days <= 0:
         raise UsageError("--customers and --days: expected positive integers")
     if not 1 <= args.live_days <= args.days - 75:
@@ -98,10 +106,14 @@ def _run(args) -> int:
     history_end = end - args.live_days * DAY
 
     ws = workspace.Workspace(root=str(root), state=root, profile=args.profile)
+    stack = None
     if args.profile == "aws-local":
+        from mhp.demo_stack import DemoStack  # lazy: loaded only when this command runs (keeps `mhp --help` light)
 
-        aws.ensure_bucket("mhp-demo")
-        ws = workspace.Workspace(root="s3://mhp-demo/ws", state=root, profile=args.profile)
+        with steps.step("deploy the stack (deploy/template.yaml) on the moto server"):
+            stack = DemoStack(root)
+            print(f"stack mhp-demo: {len(stack.outputs)} outputs, data under {stack.data_uri}")
+        ws = workspace.Workspace(root=stack.data_uri, state=root, profile=args.profile)
         with steps.step("upload the event log to S3"):
             from concurrent.futures import ThreadPoolExecutor
 
@@ -123,7 +135,7 @@ def _run(args) -> int:
             print(f"{g.suite_name}: {g.row_count:,} rows pass {len(g.outcomes)} checks")
 
     with steps.step("feast apply + materialize the history"):
-        store = open_store(ws.profile, ws.feast_state, None if ws.profile == "local" else ws.root)
+        store = stack.feature_store() if stack else open_store(ws.profile, ws.feast_state, None)
         apply(store, ws.features)
         store.materialize(start_date=start - 400 * DAY, end_date=history_end)
 
@@ -150,10 +162,14 @@ def _run(args) -> int:
     with steps.step("serve + replay the live days through the stream ingester, scoring and alerting"):
         server = InferenceServer(str(tarball), port=0).start()
         try:
-            config = ServingConfig(profile=args.profile, endpoint_url=server.url)
-            queue = _subscribe_queue(config.topic_name) if args.profile == "aws-local" else None
-            service = build_service(config, store, root)
-            live = _replay(args, ws, root, store, service, start, history_end, end)
+            if stack is not None:
+                stack.serve_with(server.url)
+                queue = stack.subscribe_readback()
+                live = _replay_on_stack(stack, root, history_end, end)
+            else:
+                queue = None
+                service = build_service(ServingConfig(profile=args.profile, endpoint_url=server.url), store, root)
+                live = _replay(args, ws, root, store, service, start, history_end, end)
         finally:
             server.stop()
     alerts = _read_alerts(root, queue)
@@ -210,6 +226,26 @@ def _replay(args, ws, root, store, service, start, history_end, end) -> dict:
             "bootstrap_events": bootstrap.get("applied", 0)}
 
 
+def _replay_on_stack(stack, root: Path, history_end: datetime, end: datetime) -> dict:
+    from tqdm import tqdm
+
+    from mhp.demo_stack import bootstrap, live_days  # lazy: loaded only when this command runs (keeps `mhp --help` light)
+
+    stream = root / "stream.jsonl"
+    total = sum(1 for line in open(stream, "rb") if line.strip())
+    with tqdm(total=total, desc="stream", unit="rec") as bar:
+        t0 = time.perf_counter()
+        consumed, applied = bootstrap(stack, stream, history_end, progress=bar)
+        print(f"\ningester state rebuilt in process and written to the stack's state table in "
+              f"{time.perf_counter() - t0:.1f}s", flush=True)
+        live = live_days(stack, stream, consumed, history_end, end, progress=bar)
+    for day, n, parts in live["days"]:
+        print(f"  live day {day}: {n:,} records through Kinesis -> ingest_handler "
+              + ", ".join(f"{k} {v:.1f}s" for k, v in parts.items()))
+    live["bootstrap_events"] = applied
+    return live
+
+
 def _us(t: datetime) -> int:
     return (t - datetime(1970, 1, 1, tzinfo=timezone.utc)) // timedelta(microseconds=1)
 
@@ -238,22 +274,10 @@ def _summary(args, root: Path, outcome, live: dict, alerts: list[dict], steps: _
               f"  training set           {root / 'dataset'}",
               f"  model artifact         {tarball}",
               f"  evaluation report      {root / 'model' / 'report' / 'report.md'}",
-              f"  alerts                 {root / 'alerts' / 'alerts.jsonl' if args.profile == 'local' else 'SNS topic mhp-alerts (read back through SQS)'}",
+              f"  alerts                 {root / 'alerts' / 'alerts.jsonl' if args.profile == 'local' else 'the stack SNS topic mhp-demo-alerts (read back through SQS)'}",
               f"  served feature log     {root / 'serving' / 'served.jsonl'}",
               f"  drift table and plot   {root / 'drift'}"]
     return "\n".join(lines)
-
-
-def _subscribe_queue(topic_name: str) -> str:
-    """An SQS queue subscribed to the alert topic, to read back what SNS delivered."""
-    from serving.sinks import ensure_topic  # lazy: loaded only when this command runs (keeps `mhp --help` light)
-
-    sqs = aws.boto3_client("sqs")
-    url = sqs.create_queue(QueueName="mhp-demo-alerts")["QueueUrl"]
-    arn = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
-    aws.boto3_client("sns").subscribe(TopicArn=ensure_topic(topic_name), Protocol="sqs", Endpoint=arn,
-                                      Attributes={"RawMessageDelivery": "true"})
-    return url
 
 
 def _read_alerts(root: Path, queue_url: str | None) -> list[dict]:

@@ -82,24 +82,16 @@ def state_dir(env: Mapping[str, str]) -> str:
 def open_feature_store(env: Mapping[str, str]):
     """The Feast store of the stack: registry under MHP_DATA_URI, online tables named by
     MHP_FEAST_TABLE_TEMPLATE (the stack creates them; Feast only finds them)."""
-    from feast import FeatureStore  # lazy: Feast is most of a cold start; only the functions that read features load it
-    from feast.repo_config import RepoConfig  # lazy: as above
-
-    from features.store import repo_config  # lazy: as above (features.store imports Feast)
+    from features.store import ProfileError, open_store  # lazy: Feast is most of a cold start; only the functions that read features load it
 
     data_uri = _need(env, "MHP_DATA_URI")
     if not data_uri.startswith("s3://"):
         raise EnvError(f"MHP_DATA_URI: expected s3://bucket/prefix, got {data_uri!r}")
-    folder = os.path.join(state_dir(env), "feast")
-    os.makedirs(folder, exist_ok=True)
-    config = repo_config(profile(env), folder, data_uri)
-    template = env.get("MHP_FEAST_TABLE_TEMPLATE", "")
-    if template:
-        if "{project}" not in template or "{table_name}" not in template:
-            raise EnvError(f"MHP_FEAST_TABLE_TEMPLATE: expected a template with {{project}} and {{table_name}}, "
-                           f"got {template!r}")
-        config["online_store"]["table_name_template"] = template
-    return FeatureStore(repo_path=folder, config=RepoConfig(**config))
+    try:
+        return open_store(profile(env), os.path.join(state_dir(env), "feast"), data_uri,
+                          table_name_template=_need(env, "MHP_FEAST_TABLE_TEMPLATE"))
+    except ProfileError as exc:
+        raise EnvError(str(exc)) from None
 
 
 def serving_config(env: Mapping[str, str]):
@@ -125,7 +117,7 @@ def build_scoring_service(env: Mapping[str, str], store):
     from serving.dynamodb_state import DynamoDBServingState  # lazy: only the scoring functions need serving
     from serving.runtime import build_service  # lazy: as above
 
-    return build_service(serving_config(env), store, os.path.join(state_dir(env), "serving"),
+    return build_service(serving_config(env), store, state_dir(env),
                          state=DynamoDBServingState(_need(env, "MHP_SERVING_TABLE")))
 
 
@@ -150,6 +142,11 @@ _CACHE: dict[str, Any] = {}
 def reset() -> None:
     """Forget the objects built for this container (a test switching stacks)."""
     _CACHE.clear()
+
+
+def built(name: str):
+    """An object this container has built ("ingester", "store", "service"), or None."""
+    return _CACHE.get(name)
 
 
 def _cached(name: str, build):

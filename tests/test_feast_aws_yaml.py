@@ -58,3 +58,18 @@ def test_moto_endpoint_from_the_environment(tmp_path, moto_endpoint):
                                                                            value_type=ValueType.STRING)])
         keys = [o["Key"] for o in aws.boto3_client("s3").list_objects_v2(Bucket="mhp-yaml")["Contents"]]
         assert keys == ["data/registry/registry.pb"]
+
+
+def test_repo_config_names_the_stack_tables(tmp_path, monkeypatch):
+    """features.store's AWS configuration takes the stack's table names (argument or env), as the yaml."""
+    from features import store as FS
+
+    monkeypatch.delenv(FS.TABLE_TEMPLATE_ENV, raising=False)
+    assert "table_name_template" not in FS.repo_config("aws", tmp_path, "s3://b/data")["online_store"]
+    monkeypatch.setenv(FS.TABLE_TEMPLATE_ENV, "mhp-qa.{project}.{table_name}")
+    assert FS.repo_config("aws", tmp_path, "s3://b/data")["online_store"]["table_name_template"] == \
+        "mhp-qa.{project}.{table_name}"
+    assert FS.repo_config("aws", tmp_path, "s3://b/data", "x.{project}.{table_name}")["online_store"][
+        "table_name_template"] == "x.{project}.{table_name}"
+    with pytest.raises(FS.ProfileError, match="MHP_FEAST_TABLE_TEMPLATE"):
+        FS.repo_config("aws", tmp_path, "s3://b/data", "mhp-qa")

@@ -56,14 +56,19 @@ def _check_profile(args) -> None:
         raise UsageError("--profile aws-local: AWS_ENDPOINT_URL must point at a moto server (127.0.0.1)")
 
 
+def local_parameters(stage: str) -> dict[str, str]:
+    """aws-local: placeholder artifacts (moto runs no image) and no event source mapping."""
+    region, ecr = aws.region(), f"{PLACEHOLDER_ACCOUNT}.dkr.ecr.{aws.region()}.amazonaws.com"
+    return {"Stage": stage, "IngesterImageUri": f"{ecr}/mhp-ingester:local", "JobsImageUri": f"{ecr}/mhp-jobs:local",
+            "InferenceImageUri": f"{ecr}/mhp-inference:local", "IngesterEventSource": "none",
+            "ModelDataUrl": f"s3://mhp-{stage}-data-{PLACEHOLDER_ACCOUNT}-{region}/models/local/model.tar.gz"}
+
+
 def parameters(args) -> dict[str, str]:
     """The template parameters from the flags (aws-local: placeholders for the artifacts)."""
     params: dict[str, str] = {"Stage": args.stage}
     if args.profile == "aws-local":
-        region, ecr = aws.region(), f"{PLACEHOLDER_ACCOUNT}.dkr.ecr.{aws.region()}.amazonaws.com"
-        params.update(IngesterImageUri=f"{ecr}/mhp-ingester:local", JobsImageUri=f"{ecr}/mhp-jobs:local",
-                      InferenceImageUri=f"{ecr}/mhp-inference:local", IngesterEventSource="none",
-                      ModelDataUrl=f"s3://mhp-{args.stage}-data-{PLACEHOLDER_ACCOUNT}-{region}/models/local/model.tar.gz")
+        params.update(local_parameters(args.stage))
     for flag, key in (("ingester_image", "IngesterImageUri"), ("jobs_image", "JobsImageUri"),
                       ("inference_image", "InferenceImageUri"), ("model_data", "ModelDataUrl")):
         if getattr(args, flag):
