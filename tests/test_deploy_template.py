@@ -134,6 +134,13 @@ def _resource_text(r) -> str | None:
     return None   # Ref / Fn::GetAtt of a resource of this stack: a named resource
 
 
+def _branches(r) -> list:
+    """A Resource entry's possible values: both branches of an Fn::If, recursively."""
+    if isinstance(r, dict) and "Fn::If" in r:
+        return _branches(r["Fn::If"][1]) + _branches(r["Fn::If"][2])
+    return [r]
+
+
 def _wide_arn(text: str) -> bool:
     """'*' as the whole resource, or a wildcard in an ARN's partition/service/region/account, or an
     ARN whose resource part is only '*' (e.g. arn:aws:s3:::*). Object-key suffixes
@@ -168,7 +175,7 @@ def policy_findings(template) -> list[str]:
                     if not isinstance(a, str) or "*" in a:
                         out.append(f"{tag}: wildcard or computed action {a!r}")
                 cond_keys = {k for c in (st.get("Condition") or {}).values() for k in (c or {})}
-                for r in _as_list(st.get("Resource", [])):
+                for r in [b for res in _as_list(st.get("Resource", [])) for b in _branches(res)]:
                     text = _resource_text(r)
                     if text is None or not _wide_arn(text):
                         continue
@@ -200,13 +207,16 @@ def test_the_iam_detector_catches_bad_statements():
         # an exception action does not excuse another action in the same statement
         {"Sid": "Smuggled", "Effect": "Allow", "Action": ["ecr:GetAuthorizationToken", "ecr:BatchGetImage"],
          "Resource": "*"},
+        # a wildcard behind a condition is still a wildcard
+        {"Sid": "IfStar", "Effect": "Allow", "Action": "s3:GetObject",
+         "Resource": {"Fn::If": ["OwnModelBucket", {"Fn::Sub": "${DataBucket.Arn}/models/*"}, "*"]}},
     ]
     template["Resources"]["TickRole"]["Properties"]["ManagedPolicyArns"] = ["arn:aws:iam::aws:policy/AdministratorAccess"]
     found = policy_findings(template)
-    for sid in ("StarAction", "ServiceStar", "StarResource", "AnyTable", "MetricsAnyNamespace", "Smuggled"):
+    for sid in ("StarAction", "ServiceStar", "StarResource", "AnyTable", "MetricsAnyNamespace", "Smuggled", "IfStar"):
         assert any(f"statement {sid}:" in f for f in found), (sid, found)
     assert any(f.startswith("TickRole: ManagedPolicyArns") for f in found), found
-    assert len(found) == 7, found
+    assert len(found) == 8, found
 
 
 def _grants(template, role: str) -> set[tuple[str, str]]:

@@ -47,3 +47,12 @@ def test_aws_local_needs_a_moto_endpoint(monkeypatch, capsys):
         monkeypatch.delenv(name, raising=False)
     assert main(["stack", "deploy", "--profile", "aws-local"]) == 2
     assert "AWS_ENDPOINT_URL" in capsys.readouterr().err
+
+
+def test_a_first_deploy_takes_the_model_from_another_bucket(moto_endpoint, capsys):
+    """A stage's own bucket does not exist before its first deploy: ModelBucket names the one
+    holding the model, and the SageMaker role may read only its models/ prefix."""
+    assert main(["stack", "deploy", "--profile", "aws-local", "--stage", "seed", "--param", "ModelBucket=mhp-model-seed",
+                 "--model-data", "s3://mhp-model-seed/models/v1/model.tar.gz"]) == 0
+    doc = aws.boto3_client("iam").get_role_policy(RoleName="mhp-seed-sagemaker", PolicyName="endpoint")["PolicyDocument"]
+    assert "arn:aws:s3:::mhp-model-seed/models/*" in str(doc) and "mhp-seed-data-" not in str(doc)
