@@ -1,7 +1,7 @@
 """The `mhp` console command.
 
-Each room registers its own subcommands: a module listed in COMMAND_MODULES
-exposes ``register(subparsers)``; the parsed namespace's ``func`` runs it.
+The subcommands live in ``mhp/commands/`` (one module per room) and ``mhp.demo``: each module
+listed in COMMAND_MODULES exposes ``register(subparsers)``; the parsed namespace's ``func`` runs it.
 
 A slim install (a deploy image: ``pip install .[serve]``, deploy/*.Dockerfile) lacks some
 extras' third-party packages; a command module that cannot be imported for that reason is
