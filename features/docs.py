@@ -72,7 +72,7 @@ model inputs and validation specs: `features/derivations.py`). Do not edit by ha
   looked up with second keys, `primary_tutor_id` and `primary_subject` as of
   `t`, identically offline and online (`features/retrieval.py`).
 
-## Decisions where the spec is vague
+## Decisions where the customer's feature list is vague
 
 * `session_count_Nd` counts sessions **held** (`status = completed`); the
   rates' denominator ("scheduled", "total") is every `session_completed`
@@ -89,14 +89,14 @@ model inputs and validation specs: `features/derivations.py`). Do not edit by ha
   `tutor_consistency_score` = that count / all completed sessions;
   `tutor_switch_count_30d` = distinct tutors of completed sessions in the
   30d window.
-* Spec tutor names: `primary_tutor_rating` = `tutor_avg_rating_30d`,
+* The feature list's tutor names: `primary_tutor_rating` = `tutor_avg_rating_30d`,
   `avg_tutor_response_time` = `tutor_avg_response_minutes_30d`,
   `tutor_cancellation_rate` = `tutor_cancellation_rate_30d`, all of the
   customer's primary tutor.
 * Supply/demand: "pending requests" is read as demand, the booking requests
   made for the subject in the window (the log has no queue state);
   `supply_demand_ratio` = distinct tutors who published availability /
-  booking requests; null when there were no requests. The spec's 20 subjects
+  booking requests; null when there were no requests. The feature list's 20 subjects
   are `{', '.join(SUBJECTS)}`.
 * Recency and tenure are computed at request time by on-demand views from the
   stored last-seen timestamps (integer microseconds since the epoch: Feast's
