@@ -45,6 +45,10 @@ def subject_view_columns() -> list[tuple[str, GroupFeature]]:
 CONTEXT_KIND = "context"
 
 
+#: batch view -> the customer feature that keys its second lookup (declared ``key_of``)
+LOOKUP_KEYS = {f.key_of: f.name for f in CUSTOMER_FEATURES if f.key_of is not None}
+
+
 def is_model_input(f) -> bool:
     """A customer feature the model learns from: not declared ``model_input=False`` (the last-seen
     timestamps and the lifetime counts that only feed the on-demand views) and not a lookup key of

@@ -25,8 +25,10 @@ from . import catalog as C
 from .backfill import Horizon, read_horizon
 
 _ROW = "__row"
-_PRIMARY = f"{C.CUSTOMER_VIEW}:primary_tutor_id"
-_SUBJECT = f"{C.CUSTOMER_VIEW}:primary_subject"
+_TUTOR_KEY = C.LOOKUP_KEYS[C.TUTOR_VIEW]        # primary_tutor_id
+_SUBJECT_KEY = C.LOOKUP_KEYS[C.SUBJECT_VIEW]    # primary_subject
+_PRIMARY = f"{C.CUSTOMER_VIEW}:{_TUTOR_KEY}"
+_SUBJECT = f"{C.CUSTOMER_VIEW}:{_SUBJECT_KEY}"
 NO_TUTOR = ""  # join key used when a customer has no primary tutor yet: matches no tutor row
 NO_SUBJECT = ""  # likewise for a customer without a primary subject: matches no subject row
 
@@ -79,8 +81,8 @@ def historical_features(store: FeatureStore, entity_df: pd.DataFrame) -> pd.Data
     base[_ROW] = range(len(base))
     keys = base[[_ROW, "customer_id", "event_timestamp"]]
     primary = store.get_historical_features(keys, features=[_PRIMARY, _SUBJECT]).to_df().sort_values(_ROW)
-    base["tutor_id"] = primary["primary_tutor_id"].fillna(NO_TUTOR).astype(str).to_numpy()
-    base["subject"] = primary["primary_subject"].fillna(NO_SUBJECT).astype(str).to_numpy()
+    base["tutor_id"] = primary[_TUTOR_KEY].fillna(NO_TUTOR).astype(str).to_numpy()
+    base["subject"] = primary[_SUBJECT_KEY].fillna(NO_SUBJECT).astype(str).to_numpy()
     base["marketplace_id"] = C.MARKETPLACE_KEY
     base[C.REQUEST_TIME_FIELD] = _epoch_us(base["event_timestamp"])
     service = store.get_feature_service(C.FEATURE_SERVICE)
@@ -147,7 +149,7 @@ def _feast_online_dict(store: FeatureStore, ids: list[str], request_us: int) -> 
     rows = [{"customer_id": c, "tutor_id": t if t is not None else NO_TUTOR,
              "subject": s if s is not None else NO_SUBJECT, "marketplace_id": C.MARKETPLACE_KEY,
              C.REQUEST_TIME_FIELD: request_us}
-            for c, t, s in zip(ids, first["primary_tutor_id"], first["primary_subject"])]
+            for c, t, s in zip(ids, first[_TUTOR_KEY], first[_SUBJECT_KEY])]
     service = store.registry.get_feature_service(C.FEATURE_SERVICE, store.project, allow_cache=True)
     return store.get_online_features(features=service, entity_rows=rows).to_dict()
 
@@ -226,7 +228,7 @@ class _Plan:
             plan.odfv_types[odfv.name] = {f.name: f.dtype.to_value_type() for f in odfv.schema}
         by_key = {v[1]: v for v in views}
         if len(by_key) != len(views) or "customer_id" not in by_key \
-                or not {"primary_tutor_id", "primary_subject"} <= set(by_key["customer_id"][3]):
+                or not {_TUTOR_KEY, _SUBJECT_KEY} <= set(by_key["customer_id"][3]):
             return plan
         plan.views, plan.odfvs, plan.result_names = views, ons, set(result_names) | set(keys)
         plan.entity_types = {k: entity_types.get(k, ValueType.UNKNOWN) for k in keys}
@@ -269,8 +271,8 @@ class _Plan:
                 cols[name] = [None if d is None or name not in d else decode(d[name], vtype, scalar) for d in got]
             return cols
 
-        cust = read_view(self.customer, ids, extra=("primary_tutor_id", "primary_subject"))
-        primary, subject = cust["primary_tutor_id"], cust["primary_subject"]
+        cust = read_view(self.customer, ids, extra=(_TUTOR_KEY, _SUBJECT_KEY))
+        primary, subject = cust[_TUTOR_KEY], cust[_SUBJECT_KEY]
         entity_vals = {
             "customer_id": ids,
             "tutor_id": [t if t is not None else NO_TUTOR for t in primary],
