@@ -50,8 +50,16 @@ class Metric:
 # --------------------------------------------------------------------------- customer features
 # Every customer kind answers ``model_input`` (False: stored and served, not fed to the model) and
 # ``key_of`` (the batch view this column is the lookup key of, or None; a key is not a model input).
+class _CustomerFeature:
+    """Defaults every customer feature kind shares: a model input, not a lookup key (a kind or a
+    declaration overrides them)."""
+
+    model_input = True
+    key_of = None
+
+
 @dataclass(frozen=True)
-class WindowSum:
+class WindowSum(_CustomerFeature):
     """Sum of a metric over the ``days`` window (divided by ``days`` for a per-day frequency)."""
 
     name: str
@@ -70,15 +78,13 @@ class WindowSum:
 
     nullable = False
     kind = "count"
-    model_input = True
-    key_of = None
 
     def describe(self) -> str:
         s = f"{self.of.describe()}, over the last {self.days} UTC days (today included)"
         return (s + f", divided by {self.days}") if self.per_day else s
 
 
-class _Ratio:
+class _Ratio(_CustomerFeature):
     """The engines address a ratio's metrics by name."""
 
     @property
@@ -102,8 +108,6 @@ class WindowRatio(_Ratio):
     dtype = "float64"
     nullable = True
     bounded: bool = False  # True for rates in [0, 1]
-    model_input = True
-    key_of = None
 
     @property
     def kind(self) -> str:
@@ -115,7 +119,7 @@ class WindowRatio(_Ratio):
 
 
 @dataclass(frozen=True)
-class LifetimeSum:
+class LifetimeSum(_CustomerFeature):
     """``model_input=False``: stored and served to the on-demand views only (a count that grows with
     tenure: under a time split the test rows' values lie beyond the training rows', docs/model.md)."""
 
@@ -125,7 +129,6 @@ class LifetimeSum:
     model_input: bool = True
     nullable = False
     kind = "count"
-    key_of = None
 
     @property
     def metric(self) -> str:
@@ -148,8 +151,6 @@ class LifetimeRatio(_Ratio):
     dtype = "float64"
     nullable = True
     kind = "numeric"
-    model_input = True
-    key_of = None
 
     def describe(self) -> str:
         return (f"({self.numerator.describe()}) / ({self.denominator.describe()}), "
@@ -157,7 +158,7 @@ class LifetimeRatio(_Ratio):
 
 
 @dataclass(frozen=True)
-class FirstAbove:
+class FirstAbove(_CustomerFeature):
     """Whether the first non-null ``field`` among matching events exceeds ``threshold``; null before one."""
 
     name: str
@@ -168,8 +169,6 @@ class FirstAbove:
     dtype = "bool"
     nullable = True
     kind = "boolean"
-    model_input = True
-    key_of = None
 
     def describe(self) -> str:
         return (f"true if `{self.field}` of the first event {self.source.describe()} with `{self.field}` present "
@@ -177,7 +176,7 @@ class FirstAbove:
 
 
 @dataclass(frozen=True)
-class LatestValue:
+class LatestValue(_CustomerFeature):
     """The latest non-null ``field`` among matching events (ties: largest event_id).
 
     ``ordinal``: the categories are ordered (the model encodes the rank, not one-hot);
@@ -193,7 +192,6 @@ class LatestValue:
     ordinal: bool = False
     key_of: str | None = None
     nullable = True
-    model_input = True
 
     @property
     def kind(self) -> str:
@@ -204,7 +202,7 @@ class LatestValue:
 
 
 @dataclass(frozen=True)
-class LastSeen:
+class LastSeen(_CustomerFeature):
     """Timestamp of the latest matching event: the input of a time-since feature (computed at
     request time), so never a model input itself.
 
@@ -219,7 +217,6 @@ class LastSeen:
     nullable = True
     kind = "timestamp_us"
     model_input = False
-    key_of = None
 
     def describe(self) -> str:
         return (f"timestamp of the latest event {self.source.describe()}, as microseconds since the epoch (UTC); "
@@ -227,7 +224,7 @@ class LastSeen:
 
 
 @dataclass(frozen=True)
-class PrimaryKey:
+class PrimaryKey(_CustomerFeature):
     """The ``field`` value with the most matching events over the whole history.
 
     Ties go to the value that most recently reached the top count, so the
@@ -243,7 +240,6 @@ class PrimaryKey:
     dtype = "string"
     nullable = True
     kind = "categorical"
-    model_input = True
 
     def describe(self) -> str:
         return (f"the `{self.field}` with the most events {self.source.describe()} over the whole history; "
@@ -251,7 +247,7 @@ class PrimaryKey:
 
 
 @dataclass(frozen=True)
-class PrimaryShare:
+class PrimaryShare(_CustomerFeature):
     """Events of the primary value / all matching events (the same source as the PrimaryKey)."""
 
     name: str
@@ -261,8 +257,6 @@ class PrimaryShare:
     dtype = "float64"
     nullable = True
     kind = "rate"
-    model_input = True
-    key_of = None
 
     @property
     def total_metric(self) -> str:
@@ -274,7 +268,7 @@ class PrimaryShare:
 
 
 @dataclass(frozen=True)
-class DistinctInWindow:
+class DistinctInWindow(_CustomerFeature):
     name: str
     source: EventFilter
     field: str
@@ -283,8 +277,6 @@ class DistinctInWindow:
     dtype = "int64"
     nullable = False
     kind = "count"
-    model_input = True
-    key_of = None
 
     def describe(self) -> str:
         return (f"number of distinct `{self.field}` values among events {self.source.describe()} "
