@@ -25,6 +25,11 @@ def from_us(us: int) -> datetime:
     return EPOCH + timedelta(microseconds=int(us))
 
 
+def isoformat_z(t: datetime) -> str:
+    """ISO-8601 with a trailing ``Z`` for UTC (``2025-03-01T00:00:00Z``)."""
+    return t.isoformat().replace("+00:00", "Z")
+
+
 def date_us(d: date) -> int:
     """The UTC midnight that starts calendar day ``d``."""
     return (d - EPOCH.date()).days * DAY_US

@@ -27,16 +27,15 @@ from __future__ import annotations
 
 import dataclasses
 import json
-from datetime import datetime, timedelta, timezone
+from datetime import datetime
 
 import duckdb
 
 from core.storage import duckdb_connect, filesystem, join, write_parquet
-from core.times import DAY_US
+from core.times import DAY_US, from_us, isoformat_z, to_us
 from events.contract import EVENT_LOG_SCHEMA, SUBJECTS
 
 from . import catalog as C
-
 
 HORIZON_FILE = "horizon.json"   # {"until", "valid_before", "first_event"} (+ "_us" integers) beside the tables
 
@@ -362,7 +361,7 @@ def run_backfill(events_uri: str, out_uri: str, until: datetime | None = None, p
     from tqdm import tqdm
 
     con = connect(events_uri)
-    until_us = None if until is None else _to_us(until)
+    until_us = None if until is None else to_us(until)
     until_us = load_events(con, events_uri, until_us)
     first_us = con.execute("SELECT MIN(tsu) FROM ev_all").fetchone()[0]
     if first_us is None:
@@ -390,7 +389,7 @@ def run_backfill(events_uri: str, out_uri: str, until: datetime | None = None, p
     write_horizon(out_uri, until_us, valid_before_us, first_us)
     count = lambda t: con.execute(f"SELECT COUNT(*) FROM {t}").fetchone()[0]  # noqa: E731
     return BackfillResult(count("customer_snapshots"), count(C.TUTOR_VIEW), count(C.MARKETPLACE_VIEW),
-                          _from_us(first_us), _from_us(until_us), written)
+                          from_us(first_us), from_us(until_us), written)
 
 
 def write_horizon(out_uri: str, until_us: int, valid_before_us: int, first_us: int) -> None:
@@ -398,7 +397,7 @@ def write_horizon(out_uri: str, until_us: int, valid_before_us: int, first_us: i
     fs.makedirs(path.rsplit("/", 1)[0], exist_ok=True)
     doc = {}
     for name, us in (("until", until_us), ("valid_before", valid_before_us), ("first_event", first_us)):
-        doc[name] = _from_us(us).isoformat().replace("+00:00", "Z")
+        doc[name] = isoformat_z(from_us(us))
         doc[f"{name}_us"] = us
     with fs.open(path, "w") as f:
         json.dump(doc, f, indent=2)
@@ -411,7 +410,7 @@ def read_horizon(features_uri: str) -> Horizon | None:
         return None
     with fs.open(path, "r") as f:
         doc = json.load(f)
-    return Horizon(_from_us(int(doc["until_us"])), _from_us(int(doc["valid_before_us"])))
+    return Horizon(from_us(int(doc["until_us"])), from_us(int(doc["valid_before_us"])))
 
 
 def _write(con: duckdb.DuckDBPyConnection, table: str, uri: str) -> None:
@@ -423,16 +422,3 @@ def _write(con: duckdb.DuckDBPyConnection, table: str, uri: str) -> None:
 
         os.makedirs(os.path.dirname(uri) or ".", exist_ok=True)
         con.execute(f"COPY {table} TO '{uri}' (FORMAT PARQUET)")
-
-
-_EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
-
-
-def _to_us(t: datetime) -> int:
-    if t.tzinfo is None:
-        raise ValueError("until must be timezone-aware (UTC)")
-    return (t - _EPOCH) // timedelta(microseconds=1)
-
-
-def _from_us(us: int) -> datetime:
-    return _EPOCH + timedelta(microseconds=us)

@@ -25,6 +25,7 @@ from pathlib import Path
 
 from core import aws, local_aws, storage, workspace
 from core.errors import UsageError
+from core.times import to_us
 
 DAY = timedelta(days=1)
 #: (customers, live days) by profile: every AWS call of aws-local goes through the moto server
@@ -204,7 +205,7 @@ def _replay(args, ws, root, store, service, start, history_end, end) -> dict:
         replay = StreamReplay(ingester, stream, batch_size=500, progress=bar)
         # 1. Rebuild the bounded state from history: the online store already holds it (materialize).
         ingester.pusher, ingester.hook = MemoryPusher(), NoOpScoringHook()
-        replay.run_until(_us(history_end))
+        replay.run_until(to_us(history_end))
         bootstrap = Counter(ingester.totals)
         # 2. Live: push online, score on high-signal events, daily batch job at each midnight.
         hook = ServingScoringHook(service)
@@ -213,7 +214,7 @@ def _replay(args, ws, root, store, service, start, history_end, end) -> dict:
         day = history_end
         while day < end:
             nxt = day + DAY
-            replay.run_until(_us(nxt) - 1)
+            replay.run_until(to_us(nxt) - 1)
             with contextlib.redirect_stdout(io.StringIO()):  # Feast prints per view; the bar says enough
                 store.materialize(start_date=day, end_date=nxt, feature_views=list(C.BATCH_VIEWS))
             ids = active_customers(ws.events, nxt)
@@ -229,7 +230,10 @@ def _replay(args, ws, root, store, service, start, history_end, end) -> dict:
 def _replay_on_stack(stack, root: Path, history_end: datetime, end: datetime) -> dict:
     from tqdm import tqdm
 
-    from mhp.demo_stack import bootstrap, live_days  # lazy: loaded only when this command runs (keeps `mhp --help` light)
+    from mhp.demo_stack import (  # lazy: loaded only when this command runs (keeps `mhp --help` light)
+        bootstrap,
+        live_days,
+    )
 
     stream = root / "stream.jsonl"
     total = sum(1 for line in open(stream, "rb") if line.strip())
@@ -244,10 +248,6 @@ def _replay_on_stack(stack, root: Path, history_end: datetime, end: datetime) ->
               + ", ".join(f"{k} {v:.1f}s" for k, v in parts.items()))
     live["bootstrap_events"] = applied
     return live
-
-
-def _us(t: datetime) -> int:
-    return (t - datetime(1970, 1, 1, tzinfo=timezone.utc)) // timedelta(microseconds=1)
 
 
 def _summary(args, root: Path, outcome, live: dict, alerts: list[dict], steps: _Steps, seconds: float,

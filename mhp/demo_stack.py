@@ -30,17 +30,13 @@ from pathlib import Path
 
 from core import aws, local_aws
 from core import stack as cfn
-from core.times import to_us
+from core.times import isoformat_z, to_us
 from mhp import lambdas
 from mhp.commands.stack import TEMPLATE, local_parameters
 
 STAGE = "demo"
 FUNCTIONS = {"ingest": "ingester", "tick": "day-ticks", "materialize": "materialize", "batch": "batch-score"}
 DAY = timedelta(days=1)
-
-
-def _iso(t: datetime) -> str:
-    return t.isoformat().replace("+00:00", "Z")
 
 
 def _ts_us(line: bytes) -> int | None:
@@ -112,10 +108,10 @@ def bootstrap(stack: DemoStack, stream: Path, history_end: datetime, progress=No
     """Rebuild the ingester state from the history part of the stream in process and write it to the
     stack's state table. Returns (stream lines consumed, history events applied)."""
     from features import state as S  # lazy: loaded only when this command runs (keeps `mhp --help` light)
+    from ingestion.dead_letters import SQLiteDeadLetters  # lazy: as above
     from ingestion.dynamodb_state_store import DynamoDBStateStore  # lazy: as above
     from ingestion.handler import Ingester  # lazy: as above
     from ingestion.push import MemoryPusher  # lazy: as above
-    from ingestion.dead_letters import SQLiteDeadLetters  # lazy: as above
     from ingestion.replay import StreamReplay  # lazy: as above
     from ingestion.state_store import SQLiteStateStore  # lazy: as above
 
@@ -163,12 +159,12 @@ def live_days(stack: DemoStack, stream: Path, skip_lines: int, history_end: date
         if progress is not None:
             progress.update(len(todo))
         t1 = time.perf_counter()
-        ticks = stack.invoke("tick", lambdas.tick_handler, {"time": _iso(nxt), "detail-type": "Scheduled Event"})
+        ticks = stack.invoke("tick", lambdas.tick_handler, {"time": isoformat_z(nxt), "detail-type": "Scheduled Event"})
         poller.poll()
         t2 = time.perf_counter()
-        stack.invoke("materialize", lambdas.materialize_handler, {"time": _iso(nxt + timedelta(minutes=15))})
+        stack.invoke("materialize", lambdas.materialize_handler, {"time": isoformat_z(nxt + timedelta(minutes=15))})
         t3 = time.perf_counter()
-        out = stack.invoke("batch", lambdas.batch_score_handler, {"time": _iso(nxt + timedelta(minutes=45))})
+        out = stack.invoke("batch", lambdas.batch_score_handler, {"time": isoformat_z(nxt + timedelta(minutes=45))})
         t4 = time.perf_counter()
         daily["ticks"] += ticks["ticks"]
         daily["scored"] += out["scored"]

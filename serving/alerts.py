@@ -17,13 +17,14 @@ import hashlib
 from datetime import datetime
 from typing import Any, Mapping, Sequence
 
+from core.times import isoformat_z
+
 from .config import AlertRule
 
 SPEC_DETAILS = {"churn_risk_ib_calls": "High likelihood of \u22652 IB calls in 14 days"}
 
 
-def iso(t: datetime) -> str:
-    return t.isoformat().replace("+00:00", "Z")
+iso = isoformat_z  # the alerts' time spelling
 
 
 def firing_rules(prediction: Mapping[str, Any], rules: Sequence[AlertRule]) -> list[AlertRule]:
