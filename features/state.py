@@ -9,7 +9,8 @@ the tiles; storage keeps the tiles only). Never a list of raw events.
 
 Events may be applied in any order, each at most once (the ingester de-duplicates by
 event_id): the result is the same as applying them in (timestamp, event_id) order, as long as
-each event's day is still held by the tiles (``oldest_exact_day``). Everything order-dependent
+each event's day is still held by the tiles (the ingester's allowed lateness, at most
+MAX_WINDOW_DAYS: ``ingestion.engine``). Everything order-dependent
 is kept with the (timestamp, event_id) key that decides it: the first and latest values, the
 primary key's per-key last event (its tie-break), last-seen timestamps (a max) and distinct
 keys' last days (a max). ``snapshot()`` equals the offline backfill's row at ``clock`` exactly.
@@ -56,11 +57,6 @@ def new_state() -> dict[str, Any]:
         "distinct": {},         # feature -> {key: last day}
         "wsums": [[0] * _N_METRICS for _ in _WIN_DAYS],   # derived: window_sums at the clock's day
     }
-
-
-def fixed_point(value: float, scale: int) -> int:
-    """The integer a fractional value is accumulated as (the backfill's FLOOR(v * scale + 0.5))."""
-    return math.floor(value * scale + 0.5)
 
 
 # --------------------------------------------------------------------------- compiled plans
@@ -110,16 +106,10 @@ def _all(conds, record) -> bool:
     return True
 
 
-def oldest_exact_day(state: dict) -> int | None:
-    """The oldest UTC day an event can still be applied to exactly: the tiles hold the last
-    MAX_WINDOW_DAYS days of the clock (None: no clock yet, any event applies)."""
-    clock = state["clock"]
-    return None if clock is None else clock // DAY_US - (C.MAX_WINDOW_DAYS - 1)
-
-
 def apply_event(state: dict, record: Mapping[str, Any], ts_us: int, event_id: str) -> None:
     """Fold one customer event into the state, in any order relative to the others (the caller
-    de-duplicates and checks ``oldest_exact_day``): the result equals the in-order one."""
+    de-duplicates and keeps it within the allowed lateness, ``ingestion.engine``): the result
+    equals the in-order one."""
     advance(state, ts_us)
     plan = _PLANS.get(record.get("event_type"))
     if plan is not None:
@@ -138,7 +128,7 @@ def apply_event(state: dict, record: Mapping[str, Any], ts_us: int, event_id: st
                 v = record.get(field)
                 if v is None:
                     continue
-                v = math.floor(v * scale + 0.5)
+                v = math.floor(v * scale + 0.5)  # fixed point, as the backfill's FLOOR(v * scale + 0.5)
             if tile is None:
                 tile = state["tiles"].setdefault(str(day), [0] * _N_METRICS)
             if any_per_day:

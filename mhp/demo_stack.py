@@ -178,8 +178,3 @@ def live_days(stack: DemoStack, stream: Path, skip_lines: int, history_end: date
     ingester = lambdas.built("ingester")
     return {"totals": dict(ingester.totals) if ingester else {}, "daily": dict(daily), "days": seconds,
             "poll": dataclasses.asdict(poller.stats)}
-
-
-def read_alerts(queue_url: str) -> list[dict]:
-    return aws.drain_queue(queue_url)
-
