@@ -195,7 +195,10 @@ def _replay(args, ws, root, store, service, start, history_end, end) -> dict:
         active_customers,
         score_all,
     )
-    from serving.hook import ServingScoringHook  # lazy: loaded only when this command runs (keeps `mhp --help` light)
+    from serving.hook import (  # lazy: loaded only when this command runs (keeps `mhp --help` light)
+        DrainAfterBatch,
+        ServingScoringHook,
+    )
 
     ingester, _ = build_ingester(ws)
     feast_pusher = ingester.pusher
@@ -210,6 +213,7 @@ def _replay(args, ws, root, store, service, start, history_end, end) -> dict:
         # 2. Live: push online, score on high-signal events, daily batch job at each midnight.
         hook = ServingScoringHook(service)
         ingester.pusher, ingester.hook = feast_pusher, hook
+        replay.ingester = DrainAfterBatch(ingester, hook)   # the hook records; the worker scores after each batch
         daily = Counter()
         day = history_end
         while day < end:

@@ -127,12 +127,14 @@ def build_ingester(env: Mapping[str, str]):
     from ingestion.dynamodb_state_store import DynamoDBStateStore  # lazy: as above
     from ingestion.handler import Ingester  # lazy: as above
     from ingestion.push import FeastPusher  # lazy: as above
-    from serving.hook import ServingScoringHook  # lazy: as above
+    from serving.hook import DrainAfterBatch, ServingScoringHook  # lazy: as above
 
     store = open_feature_store(env)
     hook = ServingScoringHook(build_scoring_service(env, store))
-    return Ingester(DynamoDBStateStore(_need(env, "MHP_STATE_TABLE"), create=False), FeastPusher(store),
-                    SQSDeadLetters(_need(env, "MHP_DLQ_URL")), hook=hook, emit_metrics=True)
+    # the hook only records the triggers; the same invocation then serves them and delivers the outbox
+    return DrainAfterBatch(Ingester(DynamoDBStateStore(_need(env, "MHP_STATE_TABLE"), create=False),
+                                    FeastPusher(store), SQSDeadLetters(_need(env, "MHP_DLQ_URL")), hook=hook,
+                                    emit_metrics=True), hook)
 
 
 # ---------------------------------------------------------------------------- entry points

@@ -8,7 +8,7 @@ The payload per alert type (docs/serving.md, section 3, "Alerts"):
 
 plus, on every alert: ``alert_id`` (deterministic: customer, type, as-of, model version), ``as_of``
 (the event time the score is for), ``model_version``, ``rule`` (head, op, threshold),
-``value`` (the head's prediction), ``predictions`` (all three heads) and ``top_features``
+``value`` (the head's prediction; a rank rule's ``rule`` also carries the ``cut`` it applied), ``predictions`` (all three heads) and ``top_features``
 (the features that pushed this head towards the alert most; see ``serving.attribution``).
 """
 from __future__ import annotations
@@ -27,8 +27,11 @@ SPEC_DETAILS = {"churn_risk_ib_calls": "High likelihood of \u22652 IB calls in 1
 iso = isoformat_z  # the alerts' time spelling
 
 
-def firing_rules(prediction: Mapping[str, Any], rules: Sequence[AlertRule]) -> list[AlertRule]:
-    return [r for r in rules if r.head in prediction and r.fires(float(prediction[r.head]))]
+def firing_rules(prediction: Mapping[str, Any], rules: Sequence[AlertRule],
+                 cuts: Mapping[str, float | None] | None = None) -> list[AlertRule]:
+    """The rules this prediction fires; ``cuts``: rank rules' cuts by alert type (absent: no fire)."""
+    cuts = cuts or {}
+    return [r for r in rules if r.head in prediction and r.fires(float(prediction[r.head]), cuts.get(r.type))]
 
 
 def alert_id(customer_id: str, alert_type: str, as_of: datetime, model_version: str) -> str:
@@ -37,7 +40,7 @@ def alert_id(customer_id: str, alert_type: str, as_of: datetime, model_version: 
 
 
 def build_alert(rule: AlertRule, customer_id: str, as_of: datetime, prediction: Mapping[str, Any],
-                top_features: list[dict[str, Any]]) -> dict[str, Any]:
+                top_features: list[dict[str, Any]], cut: float | None = None) -> dict[str, Any]:
     value = float(prediction[rule.head])
     alert: dict[str, Any] = {"type": rule.type, "severity": rule.severity, "customer_id": customer_id}
     if rule.head == "ib_call_risk_14d":
@@ -51,7 +54,8 @@ def build_alert(rule: AlertRule, customer_id: str, as_of: datetime, prediction: 
         "alert_id": alert_id(customer_id, rule.type, as_of, version),
         "as_of": iso(as_of),
         "model_version": version,
-        "rule": {"head": rule.head, "op": rule.op, "threshold": rule.threshold},
+        "rule": {"head": rule.head, "op": rule.op, "threshold": rule.threshold,
+                 **({"cut": cut} if rule.is_rank else {})},
         "value": value,
         "predictions": {h: float(prediction[h]) for h in ("churn_risk_30d", "ib_call_risk_14d",
                                                            "customer_health_score") if h in prediction},

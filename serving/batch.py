@@ -38,9 +38,6 @@ def active_customers(events_uri: str, at: datetime) -> list[str]:
 
 
 def score_all(service: ScoringService, customer_ids: Sequence[str], at: datetime, chunk: int = 256) -> Outcome:
-    """Score ``customer_ids`` at ``at`` in chunks (one Feast read + one endpoint call per chunk)."""
-    out = Outcome()
-    ids = list(customer_ids)
-    for start in range(0, len(ids), chunk):
-        out.merge(service.score_and_alert(ids[start:start + chunk], at))
-    return out
+    """Score ``customer_ids`` at ``at`` in chunks (one Feast read + one endpoint call per chunk);
+    rank rules' cuts come from this population (``ScoringService.score_day``)."""
+    return service.score_day(customer_ids, at, chunk)

@@ -14,6 +14,7 @@ Example (all optional)::
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import dataclass, fields, replace
 from pathlib import Path
 from typing import Any, Mapping
@@ -22,6 +23,8 @@ from .endpoint import RetryPolicy
 
 HEADS = ("churn_risk_30d", "ib_call_risk_14d", "customer_health_score")
 PROFILES = ("local", "aws-local", "aws")
+THRESHOLD_OPS = (">", "<")
+RANK_OPS = ("top", "bottom")
 
 
 class ConfigError(ValueError):
@@ -30,7 +33,14 @@ class ConfigError(ValueError):
 
 @dataclass(frozen=True)
 class AlertRule:
-    """Fire ``type`` at ``severity`` when ``prediction[head] <op> threshold`` (op is '>' or '<')."""
+    """Fire ``type`` at ``severity`` when ``prediction[head] <op> threshold``.
+
+    Threshold rules: op ``>`` or ``<``. Rank rules: op ``top`` (largest values) or ``bottom``
+    (smallest), ``threshold`` = the fraction of the day's scored population to alert (0.05 = the
+    riskiest 5%). A rank rule fires against a *cut*: the daily batch computes it from everyone it
+    scored that day and stores it; stream-triggered scoring uses the latest stored cut (none
+    stored yet: the rule does not fire).
+    """
 
     type: str
     severity: str
@@ -38,20 +48,45 @@ class AlertRule:
     op: str
     threshold: float
 
-    def fires(self, value: float) -> bool:
-        return value > self.threshold if self.op == ">" else value < self.threshold
+    @property
+    def is_rank(self) -> bool:
+        return self.op in RANK_OPS
+
+    def fires(self, value: float, cut: float | None = None) -> bool:
+        if self.op == ">":
+            return value > self.threshold
+        if self.op == "<":
+            return value < self.threshold
+        if cut is None:
+            return False
+        return value >= cut if self.op == "top" else value <= cut
+
+    def cut_of(self, values) -> float | None:
+        """The rank rule's cut over a day's values: the k-th largest (top) / smallest (bottom),
+        k = ceil(fraction x n), at least 1."""
+        vals = sorted(float(v) for v in values)
+        if not vals:
+            return None
+        k = max(1, math.ceil(self.threshold * len(vals) - 1e-9))
+        return vals[-k] if self.op == "top" else vals[k - 1]
 
     @property
     def direction(self) -> int:
         """+1 if a larger head value is worse (risk), -1 if smaller is worse (health)."""
-        return 1 if self.op == ">" else -1
+        return 1 if self.op in (">", "top") else -1
 
 
 #: the spec's three rules (feature-engineering-spec.md, check_alert_thresholds)
-DEFAULT_RULES: tuple[AlertRule, ...] = (
+SPEC_RULES: tuple[AlertRule, ...] = (
     AlertRule("churn_risk_ib_calls", "critical", "ib_call_risk_14d", ">", 0.7),
     AlertRule("churn_risk_high", "high", "churn_risk_30d", ">", 0.6),
     AlertRule("health_score_critical", "high", "customer_health_score", "<", 40.0),
+)
+#: the defaults: the spec's rules plus one rank rule
+DEFAULT_RULES: tuple[AlertRule, ...] = SPEC_RULES + (
+    # rank rule: the calibrated churn probability rarely passes 0.6, so the spec's rule alone may
+    # never fire; the riskiest 5% of each day's scored customers always yields a daily list
+    AlertRule("churn_risk_top5pct", "high", "churn_risk_30d", "top", 0.05),
 )
 
 
@@ -167,8 +202,12 @@ def _rules(value: Any) -> tuple[AlertRule, ...]:
             raise ConfigError(f"{where}: missing {missing} / unknown {extra}; expected exactly {sorted(need)}")
         if r["head"] not in HEADS:
             raise ConfigError(f"{where}.head: expected one of {list(HEADS)}, got {r['head']!r}")
-        if r["op"] not in (">", "<"):
-            raise ConfigError(f"{where}.op: expected '>' or '<', got {r['op']!r}")
+        if r["op"] not in THRESHOLD_OPS + RANK_OPS:
+            raise ConfigError(f"{where}.op: expected one of {list(THRESHOLD_OPS + RANK_OPS)}, got {r['op']!r}")
+        if r["op"] in RANK_OPS and (isinstance(r["threshold"], bool) or not isinstance(r["threshold"], (int, float))
+                                    or not 0 < r["threshold"] <= 1):
+            raise ConfigError(f"{where}.threshold: a '{r['op']}' rule takes the fraction of the day's customers "
+                              f"to alert, in (0, 1], got {r['threshold']!r}")
         for k in ("type", "severity"):
             if not isinstance(r[k], str) or not r[k]:
                 raise ConfigError(f"{where}.{k}: expected a non-empty string, got {r[k]!r}")

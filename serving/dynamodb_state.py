@@ -12,6 +12,7 @@ both through the same checks):
 | alert (outbox record)    | ``alert#<alert_id>``   | ``alert``                      | payload, as_of_us, attempts, last_error, delivered |
 | undelivered alert        | ``#undelivered``       | ``<as_of_us:020d>#<alert_id>`` | payload, attempts, last_error      |
 | pending scoring request  | ``#pending``           | ``<as_of_us:020d>#<customer>`` | customer_id, as_of_us, attempts, last_error, state |
+| rank rule's cut          | ``#rank``              | alert type                     | ``v`` (the cut), ``t`` (its as-of) |
 
 ``record_alerts`` writes each alert's cooldown, outbox record and undelivered entry in one
 TransactWriteItems, conditional on the cooldown it read (optimistic; re-read on a conflict) and
@@ -33,6 +34,7 @@ from .state import Pending
 
 UNDELIVERED = "#undelivered"
 PENDING = "#pending"
+RANK = "#rank"
 _MAX_TXN_ATTEMPTS = 8
 
 
@@ -185,6 +187,18 @@ class DynamoDBServingState:
                 ExpressionAttributeValues={":c": {"S": c}, ":t": {"N": str(t)}, ":e": {"S": error},
                                            ":s": {"S": state}, ":one": {"N": "1"}})
 
+    def add_triggers(self, customer_ids: Iterable[str], as_of: datetime) -> None:
+        """Record scoring requests to serve later (the hook's only work); an existing one is left as is."""
+        t = to_us(as_of)
+        for c in dict.fromkeys(customer_ids):
+            self.ddb.update_item(
+                TableName=self.table, Key={"pk": {"S": PENDING}, "sk": {"S": _sk(t, c)}},
+                UpdateExpression="SET customer_id = :c, as_of_us = :t, #s = if_not_exists(#s, :s), "
+                                 "attempts = if_not_exists(attempts, :zero)",
+                ExpressionAttributeNames={"#s": "state"},
+                ExpressionAttributeValues={":c": {"S": c}, ":t": {"N": str(t)}, ":s": {"S": "retry"},
+                                           ":zero": {"N": "0"}})
+
     def remove_pending(self, customer_ids: Iterable[str], as_of: datetime) -> None:
         # called after every successful scoring: read the (usually empty) partition's keys
         # instead of deleting every scored customer's key blindly
@@ -205,3 +219,19 @@ class DynamoDBServingState:
 
     def pending_count(self, state: str = "retry") -> int:
         return len(self._pending_items(state))
+
+    # --- rank rules' cuts -------------------------------------------------------------------
+    def set_rank_threshold(self, alert_type: str, value: float, as_of: datetime) -> None:
+        t = to_us(as_of)
+        try:
+            self.ddb.put_item(TableName=self.table, ConditionExpression="attribute_not_exists(pk) OR t <= :t",
+                              ExpressionAttributeValues={":t": {"N": str(t)}},
+                              Item={"pk": {"S": RANK}, "sk": {"S": alert_type}, "v": {"N": repr(float(value))},
+                                    "t": {"N": str(t)}})
+        except self.ddb.exceptions.ConditionalCheckFailedException:
+            return None      # a later day's cut is already stored
+
+    def rank_threshold(self, alert_type: str) -> float | None:
+        item = self.ddb.get_item(TableName=self.table, ConsistentRead=True,
+                                 Key={"pk": {"S": RANK}, "sk": {"S": alert_type}}).get("Item")
+        return float(item["v"]["N"]) if item else None

@@ -5,8 +5,9 @@
 the marketplace view and the on-demand views at the request time), sends the model
 columns to the endpoint (one call for the whole batch, retried on
 ``EndpointUnavailable`` with backoff) and logs every served vector for drift.
-Endpoint failures propagate (``EndpointUnavailable`` after the retries, ``EndpointRejected``
-for a 4xx) so the caller decides what to keep (``serving.service``).
+Failures propagate (``OnlineLookupFailed`` when the store cannot be read, ``EndpointUnavailable``
+after the retries, ``EndpointRejected`` for a 4xx) so the caller decides what to keep
+(``serving.service``).
 """
 from __future__ import annotations
 
@@ -23,6 +24,10 @@ from features.retrieval import model_columns, online_feature_rows
 from .alerts import iso
 from .endpoint import Endpoint, RetryPolicy, invoke_with_retry
 from .served_log import ServedLog
+
+
+class OnlineLookupFailed(RuntimeError):
+    """The online store could not be read (down, throttled, unreachable): the request is kept pending."""
 
 
 @dataclass
@@ -69,8 +74,12 @@ class Scorer:
         # the rows API: the same values as online_features without building a DataFrame (~2 ms of
         # pandas per lookup, docs/serving.md)
 
-        return model_rows(online_feature_rows(self.store, list(customer_ids), pd.Timestamp(request_time)),
-                          self.columns)
+        try:
+            records = online_feature_rows(self.store, list(customer_ids), pd.Timestamp(request_time))
+        except Exception as exc:  # noqa: BLE001 - any store failure: the caller keeps the request pending
+            raise OnlineLookupFailed(f"online lookup of {len(customer_ids)} customer(s) failed: "
+                                     f"{type(exc).__name__}: {exc}") from exc
+        return model_rows(records, self.columns)
 
     def invoke(self, rows: list[Mapping[str, Any]]) -> list[dict[str, Any]]:
         return invoke_with_retry(lambda: self.endpoint.invoke(rows), self.retry, self._sleep)

@@ -45,14 +45,25 @@ def subject(alert: dict[str, Any]) -> str:
     return s.encode("ascii", "replace").decode()[:99]
 
 
+def sns_client(connect_timeout: float = 1.0, read_timeout: float = 2.0):
+    """An SNS client whose one attempt is bounded: botocore's own retries off (the publisher's
+    retry policy is the only one), short connect/read timeouts."""
+    from botocore.config import Config
+
+    return aws.boto3_client("sns", config=Config(connect_timeout=connect_timeout, read_timeout=read_timeout,
+                                                 retries={"total_max_attempts": 1, "mode": "standard"}))
+
+
 class SnsSink:
-    """Publish each alert as a JSON message to an SNS topic, with filterable attributes."""
+    """Publish each alert as a JSON message to an SNS topic, with filterable attributes.
+
+    ``alert_id`` is both in the body and a message attribute: delivery is at least once (a publish
+    whose reply is lost is sent again), so consumers drop repeats by it."""
 
     def __init__(self, topic_arn: str, client=None):
-
         self.topic_arn = topic_arn
         self.name = f"sns:{topic_arn}"
-        self._client = client or aws.boto3_client("sns")
+        self._client = client or sns_client()
 
     def publish(self, alert: dict[str, Any]) -> None:
         attrs = {k: {"DataType": "String", "StringValue": str(alert[k])}

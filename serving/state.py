@@ -9,8 +9,11 @@
   publish attempt. Delivered alerts are marked; undelivered ones are redelivered later
   (``undelivered()``). So an alert is never lost, and a crash between the two steps gives
   at-least-once delivery with a stable ``alert_id`` consumers can dedupe on.
-* ``pending(customer_id, as_of_us, attempts, last_error, state)``: scoring requests that
-  could not be served (endpoint down); retried later, removed when scored.
+* ``pending(customer_id, as_of_us, attempts, last_error, state)``: scoring requests not yet
+  served: every trigger the scoring hook records (``add_triggers``, attempts 0) and every request
+  whose online lookup or endpoint call failed (``add_pending``); removed only once scored.
+* ``rank_threshold(alert_type, value, as_of_us)``: a rank rule's cut from the latest daily batch
+  (e.g. the 95th percentile of churn risk), which stream-triggered scoring applies until the next.
 
 One connection guarded by a lock (the hook and the batch job may share a service).
 """
@@ -38,6 +41,8 @@ CREATE TABLE IF NOT EXISTS pending (
     customer_id TEXT NOT NULL, as_of_us INTEGER NOT NULL, attempts INTEGER NOT NULL DEFAULT 0,
     last_error TEXT, state TEXT NOT NULL DEFAULT 'retry',
     PRIMARY KEY (customer_id, as_of_us));
+CREATE TABLE IF NOT EXISTS rank_threshold (
+    alert_type TEXT PRIMARY KEY, value REAL NOT NULL, as_of_us INTEGER NOT NULL);
 """
 
 
@@ -138,6 +143,13 @@ class ServingState:
                 "ON CONFLICT(customer_id, as_of_us) DO UPDATE SET attempts=attempts+1, last_error=excluded.last_error, "
                 "state=excluded.state", [(c, t, error, state) for c in customer_ids])
 
+    def add_triggers(self, customer_ids: Iterable[str], as_of: datetime) -> None:
+        """Record scoring requests to serve later (the hook's only work): one local transaction."""
+        t = to_us(as_of)
+        with self._lock:
+            self._db.executemany("INSERT INTO pending (customer_id, as_of_us) VALUES (?,?) "
+                                 "ON CONFLICT(customer_id, as_of_us) DO NOTHING", [(c, t) for c in customer_ids])
+
     def remove_pending(self, customer_ids: Iterable[str], as_of: datetime) -> None:
         t = to_us(as_of)
         with self._lock:
@@ -153,3 +165,15 @@ class ServingState:
     def pending_count(self, state: str = "retry") -> int:
         with self._lock:
             return self._db.execute("SELECT COUNT(*) FROM pending WHERE state=?", (state,)).fetchone()[0]
+
+    # --- rank rules' cuts -------------------------------------------------------------------
+    def set_rank_threshold(self, alert_type: str, value: float, as_of: datetime) -> None:
+        with self._lock:
+            self._db.execute("INSERT INTO rank_threshold VALUES (?,?,?) ON CONFLICT(alert_type) DO UPDATE SET "
+                             "value=excluded.value, as_of_us=excluded.as_of_us WHERE excluded.as_of_us >= as_of_us",
+                             (alert_type, float(value), to_us(as_of)))
+
+    def rank_threshold(self, alert_type: str) -> float | None:
+        with self._lock:
+            row = self._db.execute("SELECT value FROM rank_threshold WHERE alert_type=?", (alert_type,)).fetchone()
+        return None if row is None else float(row[0])

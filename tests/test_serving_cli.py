@@ -10,6 +10,7 @@ import urllib.request
 import pytest
 
 from mhp.cli import main
+from serving.config import SPEC_RULES
 from serving.server import InferenceServer
 from testing.toy_model import train_toy_model
 from tests.eventlog import local_feature_store, ts
@@ -25,9 +26,11 @@ def ws(tmp_path_factory):
     return root, model
 
 
-def alerts(root):
+def alerts(root, spec_only=True):
+    """The alert log; by default the spec's three rules only (the rank rule fires on batch runs too)."""
     p = root / "alerts" / "alerts.jsonl"
-    return [json.loads(line) for line in p.read_text().splitlines()] if p.exists() else []
+    got = [json.loads(line) for line in p.read_text().splitlines()] if p.exists() else []
+    return [a for a in got if a["type"] in {r.type for r in SPEC_RULES}] if spec_only else got
 
 
 def test_score_customer_all_and_recover(ws, capsys):
@@ -42,6 +45,9 @@ def test_score_customer_all_and_recover(ws, capsys):
         assert all(a["customer_id"] == "bad" and a["top_features"] for a in got)
         assert main(["score", "--all", "--at", "2025-03-01T18:00:00Z", *base]) == 0     # within the cooldown
         assert "3 active customer(s)" in capsys.readouterr().out and len(alerts(root)) == 3
+        # the rank rule (riskiest 5% of the batch: one of three) alerts the riskiest customer
+        assert [(a["type"], a["customer_id"]) for a in alerts(root, spec_only=False)[3:]] == [
+            ("churn_risk_top5pct", "bad")]
         port = srv.port
     # endpoint down: exit 1, kept as pending; back up: --recover scores them and alerts
     base = ["--workspace", str(root), "--endpoint-url", f"http://127.0.0.1:{port}"]

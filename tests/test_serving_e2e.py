@@ -14,7 +14,7 @@ from core import aws, local_aws, storage
 from features import store as FS
 from features.backfill import run_backfill
 from serving.batch import active_customers, score_all
-from serving.config import ServingConfig
+from serving.config import SPEC_RULES, ServingConfig
 from serving.hook import ServingScoringHook
 from serving.runtime import build_service
 from serving.server import InferenceServer
@@ -102,7 +102,7 @@ def world(feast_world, moto_server_url, tmp_path, model_path, request):
         sns.subscribe(TopicArn=topic, Protocol="sqs", Endpoint=qarn, Attributes={"RawMessageDelivery": "true"})
         server = InferenceServer(model_path, port=0).start()
         config = ServingConfig(profile="aws-local", endpoint_url=server.url, topic_arn=topic, cooldown_hours=24,
-                               pending_retry_interval=0.0)
+                               pending_retry_interval=0.0, rules=SPEC_RULES)
         service = build_service(config, store, tmp_path / "serving")
         w = {"store": store, "service": service, "server": server, "queue": queue, "sqs": sqs, "data": data, "events": events,
              "config": config, "tmp": tmp_path, "model": model_path, "topic": topic}
@@ -114,7 +114,7 @@ def test_bad_customer_alerts_once_on_sns(world):
     service, queue = world["service"], world["queue"]
     hook = ServingScoringHook(service)
     hook.on_high_signal(["bad", "good", "calm"], AS_OF)
-    out = hook.last
+    out = hook.drain()
     assert not out.errors and len(out.scored) == 3
     preds = {s.customer_id: s.prediction for s in out.scored}
     assert preds["bad"]["ib_call_risk_14d"] > 0.7 and preds["bad"]["churn_risk_30d"] > 0.6
@@ -146,7 +146,7 @@ def test_bad_customer_alerts_once_on_sns(world):
 
     # within the cooldown: the hook again (later the same day) and the daily batch -> nothing new
     hook.on_high_signal(["bad"], AS_OF + timedelta(hours=3))
-    assert hook.last.alerts == [] and len(hook.last.suppressed) == 3
+    assert hook.drain().alerts == [] and len(hook.last.suppressed) == 3
     active = active_customers(world["events"], AS_OF + timedelta(hours=12))
     assert active == ["bad", "calm", "good"]
     batch = score_all(service, active, AS_OF + timedelta(hours=12))
@@ -163,17 +163,19 @@ def test_endpoint_down_then_back_nothing_lost(world):
     port = server.port
     server.stop()
     hook = ServingScoringHook(service)
-    hook.on_high_signal(["bad", "good"], AS_OF)                 # never raises into the ingester
-    out = hook.last
+    hook.on_high_signal(["bad", "good"], AS_OF)                 # records only
+    out = hook.drain()                                          # the worker: never raises
     assert out.pending == ["bad", "good"] and "endpoint unavailable" in out.errors[0]
     assert "unreachable" in out.errors[0]
     assert service.state.pending_count() == 2
     hook.on_high_signal(["calm"], AS_OF + timedelta(minutes=5))  # still down: kept too
+    hook.drain()
     assert service.state.pending_count() == 3
     assert aws.drain_queue(queue) == []
-    # back on the same port: the next trigger first recovers what was pending
+    # back on the same port: the next drain serves what was pending
     world["server"] = InferenceServer(world["model"], port=port).start()
     hook.on_high_signal(["good"], AS_OF + timedelta(minutes=10))
+    hook.drain()
     assert service.state.pending_count() == 0
     msgs = aws.drain_queue(queue)
     assert sorted(m["type"] for m in msgs) == ["churn_risk_high", "churn_risk_ib_calls", "health_score_critical"]

@@ -16,7 +16,7 @@ from ingestion.push import FeastPusher
 from ingestion.replay import StreamReplay
 from ingestion.state_store import SQLiteStateStore
 from serving.config import ServingConfig
-from serving.hook import ServingScoringHook
+from serving.hook import DrainAfterBatch, ServingScoringHook
 from serving.runtime import build_service
 from serving.server import InferenceServer
 from testing.toy_model import train_toy_model
@@ -57,11 +57,14 @@ def test_stream_to_alert(tmp_path, model_path):
                 calls.append((list(customer_ids), as_of))
                 super().on_high_signal(customer_ids, as_of)
 
+        hook = Recording(service)
         ing = Ingester(SQLiteStateStore(tmp_path / "state.db"), FeastPusher(store),
-                       SQLiteDeadLetters(tmp_path / "dl.db"), Recording(service))
-        rep = StreamReplay(ing, tmp_path / "stream.jsonl", batch_size=25)
+                       SQLiteDeadLetters(tmp_path / "dl.db"), hook)
+        # the hook records; the in-process worker scores and publishes after each ingest batch
+        rep = StreamReplay(DrainAfterBatch(ing, hook), tmp_path / "stream.jsonl", batch_size=25)
         rep.run_until(int(AS_OF.timestamp() * 1_000_000))
     assert not rep.failures and ing.totals["failed"] == 0 and calls
+    assert service.state.pending_count() == 0 and service.state.undelivered_count() == 0
     log = [json.loads(line) for line in (tmp_path / "serving" / config.alert_log).read_text().splitlines()]
     assert {a["customer_id"] for a in log} == {"bad"}
     by_type = {}
