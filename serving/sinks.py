@@ -45,13 +45,14 @@ def subject(alert: dict[str, Any]) -> str:
     return s.encode("ascii", "replace").decode()[:99]
 
 
-def sns_client(connect_timeout: float = 1.0, read_timeout: float = 2.0):
+def sns_client(connect_timeout: float = 1.0, read_timeout: float = 2.0, endpoint_url: str | None = None):
     """An SNS client whose one attempt is bounded: botocore's own retries off (the publisher's
     retry policy is the only one), short connect/read timeouts."""
     from botocore.config import Config
 
+    extra = {"endpoint_url": endpoint_url} if endpoint_url else {}
     return aws.boto3_client("sns", config=Config(connect_timeout=connect_timeout, read_timeout=read_timeout,
-                                                 retries={"total_max_attempts": 1, "mode": "standard"}))
+                                                 retries={"total_max_attempts": 1, "mode": "standard"}), **extra)
 
 
 class SnsSink:
