@@ -12,11 +12,23 @@ It is self-contained relative to its own directory: ``preprocess.py`` and ``mode
 are copied beside it and loaded by file path (not via our package, which the container
 does not have, and not by bare module name, which could clash with the container's).
 
-Request (``application/json``): ``{"instances": [{feature: value, ...}, ...]}``, a bare
-list of such objects, or one object. Every row must carry exactly the model's
-features (null allowed: missing is not zero). Response (``application/json``):
-``{"predictions": [{"churn_risk_30d": p, "ib_call_risk_14d": p,
-"customer_health_score": s, "model_version": v}, ...]}``, one entry per row in order.
+Request (``application/json``), one of
+
+* ``{"instances": [{feature: value, ...}, ...]}``, a bare list of such objects, or one object;
+* ``{"columns": [feature, ...], "data": [[value, ...], ...]}`` (pandas' "split" orientation):
+  the names once, then one list of values per row -- about a sixth of the bytes of the
+  row objects for the 169-feature model, and as much less JSON to parse.
+
+Every row must carry exactly the model's features (null allowed: missing is not zero).
+Numbers must be finite and within float32's range: ``NaN``, ``Infinity`` and ``-Infinity``
+(which Python's json accepts, strict JSON does not) are a 400 naming the instance and
+feature -- send null for a missing value -- and so is a finite number beyond float32
+(|x| > 3.4028235e38). JSON nested deeper than the parser's recursion limit (~1,000 levels)
+is a 400. Response (``application/json``): ``{"predictions": [{"churn_risk_30d": p,
+"ib_call_risk_14d": p, "customer_health_score": s, "model_version": v}, ...]}``, one entry
+per row in order. Predictions are always finite: the encoded inputs are clipped to
++-``INPUT_CLIP`` (standard deviations, for numeric features) so the net's float32 sums cannot
+overflow, and a non-finite output is a RuntimeError (a 500 naming head and row), never a 200.
 
 Client errors raise :class:`InferenceInputError` carrying the HTTP status (400 bad JSON or
 features, 413 too many rows, 415 content type, 406 accept type); the preprocessor's
@@ -39,8 +51,13 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 JSON = "application/json"
 MAX_ROWS = int(os.environ.get("MHP_MAX_ROWS_PER_REQUEST", "10000"))
+#: encoded inputs are clipped to +-INPUT_CLIP: far beyond any real value (numeric features are
+#: standardised), small enough that no float32 sum in the net can overflow to inf (and inf - inf to NaN)
+INPUT_CLIP = 1e6
 
 
 try:  # the SageMaker inference toolkit, present in the SageMaker PyTorch inference container
@@ -111,12 +128,67 @@ def model_fn(model_dir: str) -> ModelBundle:
     return ModelBundle(net, preprocessor, config)
 
 
+class ColumnBatch:
+    """Rows in the ``{"columns": [...], "data": [[...], ...]}`` form, as input_fn returns them."""
+
+    def __init__(self, columns: list[str], data: list[list[Any]]):
+        self.columns, self.data = columns, data
+
+    def __len__(self) -> int:
+        return len(self.data)
+
+
+class _NonFinite:
+    """What a NaN / Infinity / -Infinity literal parses to: found and reported after parsing."""
+
+    def __init__(self, literal: str):
+        self.literal = literal
+
+    def __repr__(self) -> str:
+        return self.literal
+
+
+def _parse_json(text: str) -> tuple[Any, bool]:
+    """-> (payload, whether a NaN/Infinity literal occurred)."""
+    seen: list[str] = []
+
+    def constant(literal: str) -> _NonFinite:
+        seen.append(literal)
+        return _NonFinite(literal)
+
+    try:
+        return json.loads(text, parse_constant=constant), bool(seen)
+    except json.JSONDecodeError as exc:
+        raise InferenceInputError(f"request body is not valid JSON: {exc}") from None
+    except RecursionError:
+        raise InferenceInputError("request JSON is nested too deeply (beyond the parser's depth limit of "
+                                  f"~{sys.getrecursionlimit()} levels); rows are flat objects") from None
+    except ValueError as exc:  # e.g. an integer literal beyond Python's digit limit
+        raise InferenceInputError(f"request body has a number that cannot be parsed: {exc}") from None
+
+
+def _non_finite_error(rows: list[Any] | ColumnBatch) -> InferenceInputError:
+    found = None
+    if isinstance(rows, ColumnBatch):
+        found = next(((i, rows.columns[j], v) for i, r in enumerate(rows.data) for j, v in enumerate(r)
+                      if isinstance(v, _NonFinite) and j < len(rows.columns)), None)
+    else:
+        found = next(((i, k, v) for i, r in enumerate(rows) for k, v in r.items() if isinstance(v, _NonFinite)),
+                     None)
+    if found is None:
+        return InferenceInputError("NaN / Infinity literals are not accepted anywhere in the request; "
+                                   "numbers must be finite, null means missing")
+    i, name, v = found
+    return InferenceInputError(f"instance {i}, feature {name!r}: {v!r} is not accepted; numbers must be finite "
+                               "(send null for a missing value)")
+
+
 def _media_type(value: str | None) -> str:
     return (value or "").split(";")[0].strip().lower()
 
 
-def input_fn(request_body: Any, request_content_type: str | None) -> list[dict[str, Any]]:
-    """Decode a JSON request into a list of feature rows (structure checks only)."""
+def input_fn(request_body: Any, request_content_type: str | None) -> list[dict[str, Any]] | ColumnBatch:
+    """Decode a JSON request into a list of feature rows or a :class:`ColumnBatch` (structure checks only)."""
     if _media_type(request_content_type) != JSON:
         raise InferenceInputError(f"unsupported content type {request_content_type!r}; send {JSON}", 415)
     if isinstance(request_body, (bytes, bytearray)):
@@ -126,11 +198,10 @@ def input_fn(request_body: Any, request_content_type: str | None) -> list[dict[s
             raise InferenceInputError(f"request body is not UTF-8: {exc}") from None
     if not isinstance(request_body, str) or not request_body.strip():
         raise InferenceInputError("empty request body; expected a JSON object")
-    try:
-        payload = json.loads(request_body)
-    except json.JSONDecodeError as exc:
-        raise InferenceInputError(f"request body is not valid JSON: {exc}") from None
-    if isinstance(payload, dict) and "instances" in payload:
+    payload, non_finite = _parse_json(request_body)
+    if isinstance(payload, dict) and ("columns" in payload or "data" in payload):
+        rows = _column_batch(payload)
+    elif isinstance(payload, dict) and "instances" in payload:
         extra = sorted(set(payload) - {"instances"})
         if extra:
             raise InferenceInputError(f"unexpected top-level keys beside 'instances': {extra}")
@@ -147,22 +218,65 @@ def input_fn(request_body: Any, request_content_type: str | None) -> list[dict[s
         raise InferenceInputError("no instances to score")
     if len(rows) > MAX_ROWS:
         raise InferenceInputError(f"{len(rows)} instances in one request; the limit is {MAX_ROWS}", 413)
-    for i, row in enumerate(rows):
-        if not isinstance(row, dict):
-            raise InferenceInputError(f"instance {i}: expected a JSON object of feature values, "
-                                      f"got {type(row).__name__}")
+    if not isinstance(rows, ColumnBatch):
+        for i, row in enumerate(rows):
+            if not isinstance(row, dict):
+                raise InferenceInputError(f"instance {i}: expected a JSON object of feature values, "
+                                          f"got {type(row).__name__}")
+    if non_finite:
+        raise _non_finite_error(rows)
     return rows
+
+
+def _column_batch(payload: dict[str, Any]) -> ColumnBatch:
+    extra = sorted(set(payload) - {"columns", "data"})
+    if extra or "columns" not in payload or "data" not in payload:
+        raise InferenceInputError("the column form is {\"columns\": [names], \"data\": [[values], ...]}; "
+                                  f"got keys {sorted(payload)}")
+    columns, data = payload["columns"], payload["data"]
+    if not isinstance(columns, list) or not all(isinstance(c, str) for c in columns):
+        raise InferenceInputError("'columns' must be a list of feature names (strings)")
+    if len(set(columns)) != len(columns):
+        dup = sorted({c for c in columns if columns.count(c) > 1})
+        raise InferenceInputError(f"'columns' names a feature more than once: {dup}")
+    if not isinstance(data, list):
+        raise InferenceInputError(f"'data' must be a list of rows (lists of values), got {type(data).__name__}")
+    width = len(columns)
+    for i, row in enumerate(data):
+        if not isinstance(row, list) or len(row) != width:
+            got = f"{len(row)} values" if isinstance(row, list) else type(row).__name__
+            raise InferenceInputError(f"instance {i}: expected a list of {width} values (one per column), got {got}")
+    return ColumnBatch(columns, data)
 
 
 def predict_fn(data: list[dict[str, Any]], model: ModelBundle) -> dict[str, Any]:
     """Validate and encode rows with the stored preprocessing, run the net."""
     try:
-        x = model.preprocessor.transform(list(data))
+        x = model.preprocessor.transform(_columns(data, model) if isinstance(data, ColumnBatch) else list(data))
     except _preprocess.FeatureInputError as exc:  # names the missing / unknown / mistyped features
         raise InferenceInputError(str(exc), exc.status_code) from exc
+    np.clip(x, -INPUT_CLIP, INPUT_CLIP, out=x)
     scores = _model.predict(model.net, x)
+    for h in model.heads:
+        bad = ~np.isfinite(scores[h])
+        if bad.any():  # a model bug, not a client error: the server answers 500
+            rows = np.flatnonzero(bad)
+            raise RuntimeError(f"the model produced a non-finite {h} ({scores[h][rows[0]]}) for instance "
+                               f"{int(rows[0])} ({len(rows)} of {len(x)} rows)")
     return {"model_version": model.model_version, "scores": {h: scores[h].tolist() for h in model.heads},
             "n": len(x)}
+
+
+def _columns(batch: ColumnBatch, model: ModelBundle) -> dict[str, Any]:
+    """A ColumnBatch -> {feature: object column}, with the same missing / unknown checks as rows."""
+    expected = set(model.feature_names)
+    unknown, missing = set(batch.columns) - expected, expected - set(batch.columns)
+    if unknown:
+        raise InferenceInputError(str(_preprocess.UnknownFeaturesError(unknown)))
+    if missing:
+        raise InferenceInputError(str(_preprocess.MissingFeaturesError(missing)))
+    n = len(batch.data)
+    return {name: np.fromiter(col, dtype=object, count=n) for name, col in zip(batch.columns, zip(*batch.data))}
 
 
 def output_fn(prediction: dict[str, Any], accept: str | None) -> str:

@@ -111,17 +111,72 @@ class MultiTaskNet(nn.Module):
 
 
 class EnsembleNet(nn.Module):
-    """``config.members`` MultiTaskNets; predictions are the mean of theirs (probabilities, scores)."""
+    """``config.members`` MultiTaskNets; predictions are the mean of theirs (probabilities, scores).
+
+    The state_dict is the members' (``members.<i>.…``), so artifacts stay loadable as they are. In
+    eval mode the members run as one batched forward pass: their weights stacked into one tensor
+    per layer (built from the members' parameters and rebuilt whenever one changes), the first layer
+    one matmul over all members, the rest ``baddbmm`` over the member axis. Training mode (dropout)
+    runs the members one after another.
+    """
 
     def __init__(self, config: NetConfig):
         super().__init__()
         self.config = config
         single = NetConfig(config.input_dim, config.hidden, config.dropout, config.heads)
         self.members = nn.ModuleList(MultiTaskNet(single) for _ in range(config.members))
+        self._stacked_cache: tuple[tuple[int, ...], dict[str, torch.Tensor]] | None = None
 
     def predict_tensors(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
-        outs = [m.predict_tensors(x) for m in self.members]
-        return {h: torch.stack([o[h] for o in outs]).mean(dim=0) for h in self.config.heads}
+        if self.training:
+            outs = [m.predict_tensors(x) for m in self.members]
+            return {h: torch.stack([o[h] for o in outs]).mean(dim=0) for h in self.config.heads}
+        return self._batched_predict(x)
+
+    def _stacked(self) -> dict[str, torch.Tensor]:
+        """Member weights stacked per layer; cached until any parameter or buffer is modified."""
+        tensors = list(self.parameters()) + list(self.buffers())
+        key = tuple(t._version for t in tensors) + tuple(t.data_ptr() for t in tensors)
+        if self._stacked_cache is not None and self._stacked_cache[0] == key:
+            return self._stacked_cache[1]
+        with torch.no_grad():
+            linears = [[layer for layer in m.trunk if isinstance(layer, nn.Linear)] for m in self.members]
+            stacked: dict[str, torch.Tensor] = {}
+            for j in range(1, len(self.config.hidden)):
+                w = torch.stack([ls[j].weight for ls in linears])            # (k, out, in)
+                stacked[f"w{j}"] = w.transpose(1, 2).contiguous()             # (k, in, out)
+                stacked[f"b{j}"] = torch.stack([ls[j].bias for ls in linears]).unsqueeze(1)  # (k, 1, out)
+            heads = self.config.heads
+            stacked["wh"] = torch.stack([torch.cat([m.heads[h].weight for h in heads]).t()
+                                         for m in self.members]).contiguous()  # (k, width, n_heads)
+            stacked["bh"] = torch.stack([torch.cat([m.heads[h].bias for h in heads])
+                                         for m in self.members]).unsqueeze(1)  # (k, 1, n_heads)
+            stacked["offsets"] = torch.stack([m.logit_offsets for m in self.members]).unsqueeze(1)
+            if self.config.hidden:  # the first layer sees the same x for every member: one linear map
+                stacked["w0_cat"] = torch.cat([ls[0].weight for ls in linears])   # (k * h0, in)
+                stacked["b0_cat"] = torch.cat([ls[0].bias for ls in linears])
+        self._stacked_cache = (key, stacked)
+        return stacked
+
+    def _batched_predict(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        s = self._stacked()
+        k, n = self.config.members, x.shape[0]
+        if self.config.hidden:
+            width = self.config.hidden[0]
+            z = nn.functional.linear(x, s["w0_cat"], s["b0_cat"]).relu_()
+            z = z.reshape(n, k, width).transpose(0, 1)                                # (k, n, h0)
+            for j in range(1, len(self.config.hidden)):
+                z = torch.baddbmm(s[f"b{j}"], z, s[f"w{j}"]).relu_()
+        else:
+            z = x.unsqueeze(0).expand(k, n, x.shape[1])
+        raw = torch.baddbmm(s["bh"], z, s["wh"])                                      # (k, n, n_heads)
+        out = {}
+        for i, name in enumerate(self.config.heads):
+            if name in BINARY_HEADS:
+                out[name] = torch.sigmoid(raw[:, :, i] - s["offsets"][:, :, i]).mean(dim=0)
+            else:
+                out[name] = (HEALTH_SCALE * torch.sigmoid(raw[:, :, i])).mean(dim=0)
+        return out
 
 
 def build_net(config: NetConfig) -> nn.Module:

@@ -17,7 +17,7 @@ Encoding per feature kind (docs/features.md: missing is not zero):
                none are declared) and one ``__unknown_or_missing__`` bucket that
                takes nulls and values never seen.
 * context:     part of the input contract (a request carries it, validated as a
-               finite number or null) but not fed to the network: no output column.
+               number within float32's range, or null) but not fed to the network: no output column.
                Used for columns the feature service must serve but the model should
                not learn from (the per-subject marketplace columns, which identify
                the date under a time split).
@@ -27,11 +27,19 @@ null in the train split get an extra 0/1 ``<name>__missing`` column (the sklearn
 ``missing_only`` convention). A feature that was never null in train gets no
 indicator: its weight would never be trained, so a null at serving time is
 imputed only. Categorical features need no indicator (the unknown bucket is one).
+
+Numbers must be finite and within float32's range (|x| <= 3.4028235e38): the net computes
+in float32, where a larger value is infinite. A Python float NaN counts as null (pandas'
+missing value); the JSON request layer (inference.py) rejects NaN/Infinity literals itself.
+Columns of plain Python numbers / bools / strings (the JSON case) are checked and converted
+vectorised; only a column holding something else is walked value by value, which is also
+how an error finds the row it names.
 """
 from __future__ import annotations
 
 import json
 import math
+import operator
 from dataclasses import dataclass, field
 from typing import Any, Iterable, Mapping, Sequence
 
@@ -41,6 +49,10 @@ FORMAT_VERSION = 1
 FEATURE_KINDS = ("numeric", "boolean", "ordinal", "categorical", "context")
 UNKNOWN_BUCKET = "__unknown_or_missing__"
 MISSING_SUFFIX = "__missing"
+FLOAT32_MAX = float(np.finfo(np.float32).max)
+_NUMBER_TYPES = frozenset({float, int, type(None)})
+_BOOL_TYPES = frozenset({bool, type(None)})
+_STRING_TYPES = frozenset({str, type(None)})
 
 
 class FeatureInputError(ValueError):
@@ -154,6 +166,13 @@ def _is_null(v: Any) -> bool:
 def _numeric_column(name: str, col: np.ndarray) -> np.ndarray:
     if col.dtype.kind in "fiu":
         return col.astype(np.float64)
+    if set(map(type, col)) <= _NUMBER_TYPES:  # plain JSON numbers and nulls: convert in one go
+        try:
+            vals = col.astype(np.float64)   # None -> NaN
+        except OverflowError:               # an integer beyond float64: the loop below names it
+            vals = None
+        if vals is not None and not (np.abs(vals) > FLOAT32_MAX).any():  # NaN compares False
+            return vals
     out = np.empty(len(col), dtype=np.float64)
     for i, v in enumerate(col):
         if _is_null(v):
@@ -161,9 +180,13 @@ def _numeric_column(name: str, col: np.ndarray) -> np.ndarray:
         elif isinstance(v, (bool, np.bool_)) or not isinstance(v, (int, float, np.integer, np.floating)):
             raise FeatureTypeError(name, i, "a number or null", v)
         else:
-            out[i] = float(v)
-            if math.isinf(out[i]):
-                raise FeatureTypeError(name, i, "a finite number or null", v)
+            try:
+                out[i] = float(v)
+            except OverflowError:
+                out[i] = math.inf
+            if not abs(out[i]) <= FLOAT32_MAX:
+                raise FeatureTypeError(name, i, f"a finite number within float32's range (|x| <= {FLOAT32_MAX:.8g})"
+                                       " or null", v)
     return out
 
 
@@ -177,6 +200,8 @@ def _boolean_column(name: str, col: np.ndarray) -> np.ndarray:
             i = int(np.flatnonzero(bad)[0])
             raise FeatureTypeError(name, i, "true/false (or 0/1) or null", col[i].item())
         return vals
+    if set(map(type, col)) <= _BOOL_TYPES:
+        return col.astype(np.float64)     # True/False -> 1.0/0.0, None -> NaN
     out = np.empty(len(col), dtype=np.float64)
     for i, v in enumerate(col):
         if _is_null(v):
@@ -191,6 +216,8 @@ def _boolean_column(name: str, col: np.ndarray) -> np.ndarray:
 
 
 def _category_column(name: str, col: np.ndarray) -> np.ndarray:
+    if col.dtype == object and set(map(type, col)) <= _STRING_TYPES:
+        return col
     out = np.empty(len(col), dtype=object)
     for i, v in enumerate(col):
         if _is_null(v):
@@ -377,7 +404,19 @@ def records_to_columns(rows: Sequence[Any], schema: FeatureSchema) -> dict[str, 
     """A list of {feature: value} dicts -> columns; every row must hold exactly the schema's features."""
     if not rows:
         raise FeatureInputError("no rows to score")
-    expected = set(schema.names)
+    names = schema.names
+    n, width = len(rows), len(names)
+    # fast path (C loops): plain dicts of the right size that hold every name hold exactly the names
+    if all(type(row) is dict and len(row) == width for row in rows):
+        try:
+            values = list(map(operator.itemgetter(*names), rows)) if width > 1 else \
+                [(row[names[0]],) for row in rows]
+        except KeyError:
+            values = None
+        if values is not None:
+            # transpose: one tuple per feature (fromiter keeps nested values as single objects)
+            return {name: np.fromiter(col, dtype=object, count=n) for name, col in zip(names, zip(*values))}
+    expected = set(names)
     for i, row in enumerate(rows):
         if not isinstance(row, Mapping):
             raise FeatureInputError(f"row {i}: expected a JSON object of feature values, got {_describe(row)}")
@@ -393,12 +432,7 @@ def records_to_columns(rows: Sequence[Any], schema: FeatureSchema) -> dict[str, 
             if len(rows) > 1:
                 err.args = (f"row {i}: {err.args[0]}",)
             raise err
-    columns = {}
-    for name in schema.names:
-        col = np.empty(len(rows), dtype=object)
-        col[:] = [row[name] for row in rows]
-        columns[name] = col
-    return columns
+    return {name: np.fromiter((row[name] for row in rows), dtype=object, count=n) for name in names}
 
 
 def _columns_of(data: Any, schema: FeatureSchema, allow_extra: bool) -> dict[str, np.ndarray]:
