@@ -58,6 +58,9 @@ BATCH_VIEWS = (TUTOR_VIEW, SUBJECT_VIEW, MARKETPLACE_VIEW)
 # The request time as integer microseconds since the epoch: Feast's online timestamp type would
 # truncate it to whole seconds and the time-since features would differ from offline.
 REQUEST_TIME_FIELD = "request_time_us"
+# The customer's age in whole days at request time (declared in the lifetime on-demand features below):
+# drift compares the features that grow with tenure at a matching tenure.
+TENURE_FEATURE = "customer_tenure_days"
 
 WINDOWS = (7, 14, 30)
 MAX_WINDOW_DAYS = max(WINDOWS)
@@ -141,7 +144,7 @@ _RECENCY_NOW: tuple[OnDemand, ...] = (
     OnDemand("days_since_last_login", RECENCY_VIEW, "days_since", ("last_login_ts",), "recency"),
     OnDemand("days_since_last_payment", RECENCY_VIEW, "days_since", ("last_payment_ts",), "recency"),
     OnDemand("days_since_last_ib_call", RECENCY_VIEW, "days_since", ("last_ib_call_ts",), "recency"),
-    OnDemand("days_since_signup", RECENCY_VIEW, "days_since", ("signup_ts",), "recency"),
+    OnDemand("days_since_signup", RECENCY_VIEW, "days_since", ("signup_ts",), "recency", grows_with_tenure=True),
 )
 
 # --------------------------------------------------------------------------- 3. lifetime
@@ -167,7 +170,7 @@ _LIFETIME: tuple[CustomerFeature, ...] = (
     LatestValue("subscription_tier", _signup, "tier", categories=TIERS, category="lifetime", ordinal=True),
 )
 _LIFETIME_NOW: tuple[OnDemand, ...] = (
-    OnDemand("customer_tenure_days", RECENCY_VIEW, "whole_days_since", ("signup_ts",), "lifetime"),
+    OnDemand(TENURE_FEATURE, RECENCY_VIEW, "whole_days_since", ("signup_ts",), "lifetime", grows_with_tenure=True),
     *(OnDemand(f"{what}_per_tenure_day", RECENCY_VIEW, "per_tenure_day", (total, "signup_ts"), "lifetime")
       for what, total in (("sessions", "total_sessions_lifetime"), ("rated_sessions", "total_rated_sessions_lifetime"),
                           ("messages", "total_messages_lifetime"), ("logins", "total_logins_lifetime"),

@@ -84,6 +84,21 @@ def model_input_schema() -> dict:
             "features": [{k: v for k, v in f.items() if k != "view"} for f in model_features()]}
 
 
+# --------------------------------------------------------------------------- drift roles
+def drift_roles() -> dict[str, str]:
+    """How serving drift judges each served column (validation.drift roles): ``daily`` for the batch
+    views' per-day values shared by many customers (marketplace, subject: one value per day, judged
+    as a series of days), ``tenure`` for what grows with the customer's age by construction (declared
+    ``grows_with_tenure``: compared at a matching tenure), ``entity`` (row-weighted) for the rest."""
+    roles = {}
+    for f in (*CUSTOMER_FEATURES, *ON_DEMAND):
+        roles[f.name] = "tenure" if f.grows_with_tenure else "entity"
+    roles.update({f.name: "entity" for f in TUTOR_FEATURES})  # one tutor's value per customer
+    roles.update({c: "daily" for c, _ in subject_view_columns()})
+    roles.update({c: "daily" for c, _, _ in subject_columns()})
+    return roles
+
+
 # --------------------------------------------------------------------------- data-quality specs
 # Kinds computed from sums of non-negative metrics: never below 0 (ratios included).
 _NON_NEGATIVE = (WindowSum, WindowRatio, LifetimeRatio, GroupFeature)

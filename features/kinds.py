@@ -56,6 +56,7 @@ class _CustomerFeature:
 
     model_input = True
     key_of = None
+    grows_with_tenure = False  # True: rises with the customer's age by construction (drift compares it at matched tenure)
 
 
 @dataclass(frozen=True)
@@ -129,6 +130,7 @@ class LifetimeSum(_CustomerFeature):
     model_input: bool = True
     nullable = False
     kind = "count"
+    grows_with_tenure = True
 
     @property
     def metric(self) -> str:
@@ -217,6 +219,7 @@ class LastSeen(_CustomerFeature):
     nullable = True
     kind = "timestamp_us"
     model_input = False
+    grows_with_tenure = True
 
     def describe(self) -> str:
         return (f"timestamp of the latest event {self.source.describe()}, as microseconds since the epoch (UTC); "
@@ -359,6 +362,7 @@ class OnDemand:
     dtype: str = "float64"
     nullable: bool = True
     kind: str = "numeric"
+    grows_with_tenure: bool = False
 
     @property
     def formula(self) -> str:
