@@ -25,6 +25,7 @@ COMMAND_MODULES: list[str] = [
     "mhp.commands.train",
     "mhp.commands.dataset",
     "mhp.commands.stack",
+    "mhp.commands.console",
     "mhp.demo",
 ]
 

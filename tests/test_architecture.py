@@ -18,7 +18,7 @@ REPO = Path(__file__).resolve().parents[1]
 
 #: the allowed order, earliest first (the flow: events -> features -> datasets -> model -> scores -> alerts)
 ROOMS = ("core", "events", "labels", "simulator", "validation", "features", "ingestion", "training", "serving",
-         "mhp")
+         "console", "mhp")
 NOT_PRODUCT = ("testing", "tests", "bench")
 
 
