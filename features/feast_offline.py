@@ -56,6 +56,8 @@ from pydantic import StrictStr
 
 from core import aws, local_aws, storage
 
+from .asof_retrieval import asof_job
+
 _GLOB_CHARS = "*?["
 _lock = threading.Lock()
 _registered: dict[int, Optional[str]] = {}  # id(duckdb con) -> endpoint registered on it
@@ -218,7 +220,8 @@ class S3DuckDBOfflineStore(DuckDBOfflineStore):
         full_feature_names: bool = False,
         filter_by_created_timestamp: bool = False,
     ) -> RetrievalJob:
-        return get_historical_features_ibis(
+        common = _common(config)
+        stock = get_historical_features_ibis(  # lazy: planned by Feast, executed below as ASOF joins
             config=config,
             feature_views=feature_views,
             feature_refs=feature_refs,
@@ -227,8 +230,10 @@ class S3DuckDBOfflineStore(DuckDBOfflineStore):
             project=project,
             full_feature_names=full_feature_names,
             filter_by_created_timestamp=filter_by_created_timestamp,
-            **_common(config),
+            **common,
         )
+        return asof_job(stock, entity_df, feature_views, feature_refs, full_feature_names,
+                        filter_by_created_timestamp, common["data_source_reader"], str(config.repo_path))
 
     @staticmethod
     def pull_all_from_table_or_query(

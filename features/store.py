@@ -29,6 +29,8 @@ PROFILES = ("local", "aws-local", "aws")
 PROJECT = "marketplace_health"
 ONLINE_STORE_TYPE = feast_online.TYPE   # the embedded profile's online store
 AWS_ONLINE_STORE_TYPE = feast_dynamodb.TYPE   # the AWS profiles' online store
+#: every profile's offline store: Feast's DuckDB store with ASOF-join retrieval and s3:// sources
+OFFLINE_STORE_TYPE = "features.feast_offline.S3DuckDBOfflineStore"
 
 
 class ProfileError(ValueError):
@@ -53,7 +55,7 @@ def repo_config(profile: str, state_dir: str | os.PathLike, data_uri: str | None
             "project": PROJECT, "provider": "local", "entity_key_serialization_version": 3,
             "registry": str(state_dir / "registry.db"),
             "online_store": {"type": ONLINE_STORE_TYPE, "path": str(state_dir / "online.db")},
-            "offline_store": {"type": "duckdb"},
+            "offline_store": {"type": OFFLINE_STORE_TYPE},
         }
     if not (data_uri or "").startswith("s3://"):
         raise ProfileError(f"data location: profile {profile!r} expects an s3:// URI, got {data_uri!r}")
@@ -68,7 +70,7 @@ def repo_config(profile: str, state_dir: str | os.PathLike, data_uri: str | None
             raise ProfileError(f"{TABLE_TEMPLATE_ENV}: expected a template with {{project}} and {{table_name}}, "
                                f"got {template!r}")
         online["table_name_template"] = template
-    offline = {"type": "features.feast_offline.S3DuckDBOfflineStore"}
+    offline = {"type": OFFLINE_STORE_TYPE}
     if endpoint:
         online["endpoint_url"] = endpoint
         offline["s3_endpoint_url"] = endpoint
