@@ -123,5 +123,107 @@ def test_cli_drift(tmp_path, capsys, reference):
     assert main(["drift", "--reference", str(tmp_path / "ref.parquet"), "--serving", str(tmp_path / "serving.jsonl"),
                  "--out", str(tmp_path / "out")]) == 0
     out = capsys.readouterr().out
-    assert "avg_rating_30d" in out.splitlines()[1] and "drift" in out
+    lines = out.splitlines()
+    assert "1 drifted" in lines[0] and lines[1] == "drifted (worst 1):" and "avg_rating_30d" in lines[2]
     assert (tmp_path / "out" / "drift.png").exists() and (tmp_path / "out" / "drift.csv").exists()
+
+
+# ---------------------------------------------------------------- types through the JSONL path, roles
+
+def _every_kind(n, seed):
+    rng = np.random.default_rng(seed)
+    flag = rng.random(n) < 0.6
+    return pd.DataFrame({
+        "customer_id": [f"c{i}" for i in range(n)],
+        "event_timestamp": pd.Timestamp("2025-03-01", tz="UTC") + pd.to_timedelta(rng.integers(0, 20, n), unit="D"),
+        "rate": np.where(rng.random(n) < 0.2, np.nan, rng.random(n)),
+        "count": rng.poisson(4, n).astype("int64"),
+        "count_with_nulls": pd.array(np.where(rng.random(n) < 0.3, None, rng.poisson(2, n)), dtype="Int64"),
+        "flag_with_nulls": pd.array(np.where(rng.random(n) < 0.25, None, flag), dtype=object),
+        "flag": flag,
+        "tier": np.where(rng.random(n) < 0.1, None, rng.choice(["basic", "premium", "family"], n)),
+    })
+
+
+def test_identical_rows_through_the_served_jsonl_have_zero_psi_for_every_kind(tmp_path):
+    from serving.scoring import frame_to_rows
+    from serving.served_log import ServedLog
+    from validation.drift import load_serving_log
+
+    reference = _every_kind(3000, 7)
+    served = reference.sample(frac=1.0, random_state=1)  # the same rows, another order
+    cols = [c for c in reference.columns if c not in ("customer_id", "event_timestamp")]
+    log = ServedLog(tmp_path / "served.jsonl")
+    log.write([{"customer_id": c, "request_time": t.isoformat(), **r} for c, t, r in
+               zip(served.customer_id, served.event_timestamp, frame_to_rows(served, cols))])
+    loaded = load_serving_log(tmp_path / "served.jsonl", reference)
+    table, detail = drift_report(reference, loaded, cols)
+    assert set(table.feature) == set(cols)
+    assert (table.psi < 0.01).all(), table[["feature", "psi"]]
+    assert (table.verdict == "stable").all()
+    # the boolean with nulls keeps its categories: no served value lands in "(unseen)"
+    d = detail["flag_with_nulls"]
+    assert d.buckets == ["False", "True", "(unseen)", "(null)"] and d.serving[2] == 0
+    assert 0.2 < d.serving[3] < 0.3
+
+
+def test_a_served_value_of_the_wrong_type_names_the_column(tmp_path):
+    from validation.drift import load_serving_log
+
+    reference = _every_kind(50, 1)
+    (tmp_path / "s.jsonl").write_text(json.dumps({"customer_id": "c1", "flag_with_nulls": "maybe"}) + "\n")
+    with pytest.raises(ValueError, match="'flag_with_nulls'.*'maybe'"):
+        load_serving_log(tmp_path / "s.jsonl", reference)
+    (tmp_path / "s.jsonl").write_text('{"customer_id": "c1"}\n{not json\n')
+    with pytest.raises(ValueError, match="line 2"):
+        load_serving_log(tmp_path / "s.jsonl", reference)
+
+
+def _days(n_days, seed, level=100.0, customers_per_day=200, start="2025-01-01"):
+    """A marketplace-wide column (one value per day, a random walk) served to every customer of the day."""
+    rng = np.random.default_rng(seed)
+    values = level + np.cumsum(rng.normal(0, 1, n_days))
+    day = pd.Timestamp(start, tz="UTC") + pd.to_timedelta(np.repeat(np.arange(n_days), customers_per_day), unit="D")
+    return pd.DataFrame({"event_timestamp": day, "request_time": day,
+                         "market": np.repeat(values, customers_per_day),
+                         "sessions": rng.poisson(3, n_days * customers_per_day)})
+
+
+def test_a_daily_column_is_judged_over_days_not_rows():
+    ref = _days(70, 0)
+    week = ref[ref.event_timestamp >= ref.event_timestamp.max() - pd.Timedelta(days=7)]
+    roles = {"market": "daily"}
+    row_weighted, _ = drift_report(ref, week, ["market"])
+    assert row_weighted.loc[0, "status"] == "drift"  # one week vs seventy days, row-weighted: "a different week"
+    by_days, _ = drift_report(ref, week, ["market"], roles=roles)
+    assert by_days.loc[0, "verdict"] == "stable" and by_days.loc[0, "score"] == 0
+    shifted = week.assign(market=week.market * 0.5)
+    moved, _ = drift_report(ref, shifted, ["market", "sessions"], roles=roles)
+    assert moved.set_index("feature").verdict.to_dict() == {"market": "drifted", "sessions": "stable"}
+
+
+def test_a_feature_growing_with_tenure_is_compared_at_matching_tenure():
+    rng = np.random.default_rng(3)
+
+    def customers(n, mean_tenure, spend_per_day=2.0):
+        tenure = rng.exponential(mean_tenure, n).round()
+        return pd.DataFrame({"tenure": tenure, "spend_total": rng.poisson(spend_per_day * (tenure + 1)),
+                             "rating": rng.normal(4, 0.5, n)})
+
+    ref, older = customers(5000, 60), customers(3000, 120)
+    roles = {"tenure": "tenure", "spend_total": "tenure"}
+    table, _ = drift_report(ref, older, roles=roles, tenure_column="tenure")
+    t = table.set_index("feature")
+    assert t.loc["spend_total", "psi"] > 0.25  # row-weighted it looks like drift ...
+    assert t.loc["spend_total", "verdict"] == "expected to move"  # ... tenure explains it
+    assert t.loc["tenure", "verdict"] == "expected to move" and t.loc["rating", "verdict"] == "stable"
+    richer = customers(3000, 120, spend_per_day=4.0)
+    t = drift_report(ref, richer, roles=roles, tenure_column="tenure")[0].set_index("feature")
+    assert t.loc["spend_total", "verdict"] == "drifted"  # twice the spend at the same tenure is drift
+    unmatched = drift_report(ref, older, roles=roles)[0].set_index("feature")
+    assert unmatched.loc["spend_total", "verdict"] == "expected to move"
+
+
+def test_an_unknown_role_is_refused(reference):
+    with pytest.raises(ValueError, match="unknown drift role"):
+        drift_report(reference, reference, roles={"sessions_7d": "weekly"})

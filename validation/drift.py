@@ -1,34 +1,46 @@
-"""Serving drift: population stability index (PSI) of served features vs the training set.
+"""Serving drift of served features vs the training set, by each column's role.
 
-Serving log format (written by the scoring path): one row per scored request,
-JSONL or Parquet, with ``customer_id``, ``request_time`` and the served feature
-vector under the same column names as the training set. Load it with
-``load_serving_log`` or pass any DataFrame of that shape.
+Serving log format (written by the scoring path, serving/served_log.py): one row per scored
+request with ``customer_id``, ``request_time`` and the served feature vector under the
+training set's column names. ``drift_report`` first gives the served columns the reference's
+types (``validation.drift_types``: JSON has none), then judges each feature by its role,
+passed in by the caller from the feature catalog (``features.catalog.drift_roles``):
 
-Method, per feature present in both tables:
-* numeric: bins are the reference's deciles (unique quantile edges, open-ended
-  first/last bin), plus a separate null bucket, so a feature going missing is
-  drift too;
-* categorical (strings, booleans): one bucket per reference category, one for
-  categories never seen in training, one for null.
-PSI = sum over buckets (s - r) * ln(s / r) with proportions floored at
-``EPSILON`` so an empty bucket costs a finite amount.
-Thresholds (the usual credit-scoring convention): < 0.1 stable, 0.1-0.25
-moderate, >= 0.25 drift.
+* ``entity`` (default): one value per customer; population stability index (PSI) of the
+  rows. Numeric: bins are the reference's deciles (open-ended first/last bin) plus a null
+  bucket, so a feature going missing is drift too. Categorical (strings, booleans): one bucket
+  per reference category, one for categories never seen in training, one for null.
+  PSI = sum over buckets (s - r) * ln(s / r), proportions floored at ``EPSILON``.
+  < 0.1 stable, 0.1-0.25 moderate, >= 0.25 drift (the credit-scoring convention).
+* ``daily``: a batch value shared by every customer on a day (marketplace, subject): judged
+  over days as its own series (``validation.drift_daily``).
+* ``tenure``: grows with the customer's age by construction: PSI against the reference
+  re-weighted to the served tenure (``validation.drift_tenure``) when the tenure column is
+  given, else only marked as expected to move.
+
+Every feature gets a verdict: ``drifted``, ``expected to move`` (a tenure feature that moved
+only as far as tenure explains, or with no tenure column to check) or ``stable``.
 """
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
+from typing import Mapping, Sequence
 
 import numpy as np
 import pandas as pd
 
+from validation import drift_daily
+from validation.drift_tenure import tenure_weights
+from validation.drift_types import align_types
+
 STABLE, DRIFT = 0.1, 0.25
 EPSILON = 1e-4
+ROLES = ("entity", "daily", "tenure")
+VERDICTS = ("drifted", "expected to move", "stable")
 NON_FEATURE_COLUMNS = frozenset({
-    "customer_id", "tutor_id", "request_time", "event_timestamp", "split",
+    "customer_id", "tutor_id", "request_time", "event_timestamp", "split", "model_version",
     "churn_30d", "ib_calls_14d", "health_score",
 })
 
@@ -61,22 +73,27 @@ def _is_categorical(s: pd.Series) -> bool:
     return not pd.api.types.is_numeric_dtype(s) or pd.api.types.is_bool_dtype(s)
 
 
-def feature_drift(name: str, reference: pd.Series, serving: pd.Series, bins: int = 10) -> FeatureDrift:
-    if _is_categorical(reference):
-        ref = reference.astype(object).where(reference.notna(), None)
-        srv = serving.astype(object).where(serving.notna(), None)
-        cats = sorted({str(v) for v in ref.dropna().unique()})
-        known = set(cats)
+def _shares(buckets: np.ndarray, n_buckets: int, weights: np.ndarray | None) -> np.ndarray:
+    counts = np.bincount(buckets, weights=weights, minlength=n_buckets).astype(float)
+    total = counts.sum()
+    return counts / total if total > 0 else counts
 
-        def props(x: pd.Series) -> np.ndarray:
-            x = x.map(lambda v: None if v is None else str(v))
-            counts = x.value_counts()
-            n = max(len(x), 1)
-            unseen = int(sum(c for v, c in counts.items() if v not in known))
-            return np.array([counts.get(c, 0) for c in cats] + [unseen, int(x.isna().sum())], float) / n
+
+def feature_drift(name: str, reference: pd.Series, serving: pd.Series, bins: int = 10,
+                  reference_weights: np.ndarray | None = None) -> FeatureDrift:
+    """PSI of one feature; ``reference_weights`` re-weights the reference rows (tenure matching)."""
+    if _is_categorical(reference):
+        def labels(x: pd.Series) -> pd.Series:
+            return x.astype(object).map(lambda v: None if v is None or v is pd.NA or v != v else str(v))
+
+        ref, srv = labels(reference), labels(serving)
+        cats = sorted(set(ref.dropna()))
+        index = {c: i for i, c in enumerate(cats)}
+
+        def bucket(x: pd.Series) -> np.ndarray:
+            return np.array([len(cats) + 1 if v is None else index.get(v, len(cats)) for v in x], dtype=np.int64)
 
         buckets = cats + ["(unseen)", "(null)"]
-        r, s = props(ref), props(srv)
         kind = "categorical"
     else:
         ref = pd.to_numeric(reference, errors="coerce").astype(float).to_numpy()
@@ -84,19 +101,18 @@ def feature_drift(name: str, reference: pd.Series, serving: pd.Series, bins: int
         finite = ref[~np.isnan(ref)]
         edges = np.unique(np.quantile(finite, np.linspace(0, 1, bins + 1)[1:-1])) if finite.size else np.array([])
 
-        def props(x: np.ndarray) -> np.ndarray:
-            nan = np.isnan(x)
-            idx = np.searchsorted(edges, x[~nan], side="right")
-            counts = np.bincount(idx, minlength=len(edges) + 1).astype(float)
-            return np.append(counts, nan.sum()) / max(len(x), 1)
+        def bucket(x: np.ndarray) -> np.ndarray:
+            b = np.searchsorted(edges, np.nan_to_num(x), side="right")
+            return np.where(np.isnan(x), len(edges) + 1, b)
 
-        labels = [f"<= {edges[0]:.4g}"] if len(edges) else ["all"]
-        labels += [f"({a:.4g}, {b:.4g}]" for a, b in zip(edges[:-1], edges[1:])]
+        names = [f"<= {edges[0]:.4g}"] if len(edges) else ["all"]
+        names += [f"({a:.4g}, {b:.4g}]" for a, b in zip(edges[:-1], edges[1:])]
         if len(edges):
-            labels.append(f"> {edges[-1]:.4g}")
-        buckets = labels + ["(null)"]
-        r, s = props(ref), props(srv)
+            names.append(f"> {edges[-1]:.4g}")
+        buckets = names + ["(null)"]
         kind = "numeric"
+    r = _shares(bucket(ref), len(buckets), reference_weights)
+    s = _shares(bucket(srv), len(buckets), None)
     return FeatureDrift(name, kind, psi(r, s), buckets, r, s)
 
 
@@ -107,22 +123,65 @@ def feature_columns(reference: pd.DataFrame, serving: pd.DataFrame) -> list[str]
             and not pd.api.types.is_datetime64_any_dtype(reference[c])]
 
 
+def _verdict(role: str, status: str, raw_status: str) -> str:
+    if role == "tenure" and status != "drift" and raw_status != "stable":
+        return "expected to move"
+    return "drifted" if status == "drift" else "stable"
+
+
 def drift_report(reference: pd.DataFrame, serving: pd.DataFrame, features: Sequence[str] | None = None,
-                 bins: int = 10) -> tuple[pd.DataFrame, dict[str, FeatureDrift]]:
-    """Ranked table (feature, kind, psi, status, null rates, sizes), worst first, plus per-feature detail."""
+                 bins: int = 10, roles: Mapping[str, str] | None = None, tenure_column: str | None = None,
+                 reference_time: str = "event_timestamp", serving_time: str = "request_time",
+                 ) -> tuple[pd.DataFrame, dict[str, FeatureDrift]]:
+    """Table (feature, role, kind, method, score, psi, status, verdict, null rates), drifted first,
+    then expected to move, then stable, each worst first; plus the per-feature bucket detail.
+
+    ``roles``: feature -> ``entity`` | ``daily`` | ``tenure`` (missing: ``entity``). ``daily`` needs
+    the time columns; ``tenure`` is matched on ``tenure_column`` when both tables have it.
+    ``psi`` is always the plain row-weighted PSI; ``score`` is what the role judges."""
+    roles = dict(roles or {})
+    bad = {f: r for f, r in roles.items() if r not in ROLES}
+    if bad:
+        raise ValueError(f"unknown drift role(s) {bad}; expected one of {list(ROLES)}")
     if features is None:
         features = feature_columns(reference, serving)
     missing = [f for f in features if f not in reference.columns or f not in serving.columns]
     if missing:
         raise ValueError(f"features missing from the reference or serving table: {missing}")
-    detail = {f: feature_drift(f, reference[f], serving[f], bins) for f in features}
-    table = pd.DataFrame([{
-        "feature": d.feature, "kind": d.kind, "psi": d.psi, "status": d.status,
-        "reference_null_rate": float(reference[f].isna().mean()), "serving_null_rate": float(serving[f].isna().mean()),
-    } for f, d in detail.items()], columns=["feature", "kind", "psi", "status", "reference_null_rate",
-                                             "serving_null_rate"])
-    table = table.sort_values("psi", ascending=False, kind="stable").reset_index(drop=True)
-    table.attrs.update(n_reference=len(reference), n_serving=len(serving))
+    serving = align_types(serving, reference)
+    has_time = reference_time in reference.columns and serving_time in serving.columns
+    weights = None
+    if tenure_column and tenure_column in reference.columns and tenure_column in serving.columns:
+        weights = tenure_weights(reference[tenure_column], serving[tenure_column], bins)
+    detail, rows = {}, []
+    for f in features:
+        role = roles.get(f, "entity")
+        d = feature_drift(f, reference[f], serving[f], bins)
+        detail[f] = d
+        method, score, status = "psi", d.psi, d.status
+        if role == "daily" and has_time and not _is_categorical(reference[f]):
+            ref_days = drift_daily.day_values(reference[f], reference[reference_time])
+            srv_days = drift_daily.day_values(serving[f], serving[serving_time])
+            score, _ = drift_daily.outside_share(ref_days, srv_days)
+            method, status = "share of served days outside the reference days' range", \
+                drift_daily.status_of_share(score)
+        elif role == "tenure" and weights is not None:
+            matched = feature_drift(f, reference[f], serving[f], bins, reference_weights=weights)
+            method, score, status = "psi at matched tenure", matched.psi, matched.status
+        elif role == "tenure":
+            method = "psi (no tenure column to match)"
+            status = "moderate" if d.status == "drift" else d.status
+        rows.append({"feature": f, "role": role, "kind": d.kind, "method": method, "score": score, "psi": d.psi,
+                     "status": status, "verdict": _verdict(role, status, d.status),
+                     "reference_null_rate": float(reference[f].isna().mean()),
+                     "serving_null_rate": float(serving[f].isna().mean())})
+    columns = ["feature", "role", "kind", "method", "score", "psi", "status", "verdict", "reference_null_rate",
+               "serving_null_rate"]
+    table = pd.DataFrame(rows, columns=columns)
+    order = table["verdict"].map({v: i for i, v in enumerate(VERDICTS)})
+    table = (table.assign(_o=order).sort_values(["_o", "score"], ascending=[True, False], kind="stable")
+             .drop(columns="_o").reset_index(drop=True))
+    table.attrs.update(n_reference=len(reference), n_serving=len(serving), tenure_matched=weights is not None)
     return table, detail
 
 
@@ -147,8 +206,9 @@ def plot_drift(detail: dict[str, FeatureDrift], table: pd.DataFrame, path: str |
         ax.bar(x - 0.2, d.reference, 0.4, label="training (reference)")
         ax.bar(x + 0.2, d.serving, 0.4, label="serving")
         ax.set_xticks(x, d.buckets, rotation=60, ha="right", fontsize=7)
-        ax.set_title(f"{name}: PSI {d.psi:.3f} ({d.status})", fontsize=9,
-                     color={"drift": "#c62828", "moderate": "#b26a00"}.get(d.status, "black"))
+        verdict = table.set_index("feature").loc[name, "verdict"] if "verdict" in table else d.status
+        ax.set_title(f"{name}: PSI {d.psi:.3f} ({verdict})", fontsize=9,
+                     color={"drifted": "#c62828", "expected to move": "#b26a00"}.get(verdict, "black"))
         ax.set_ylabel("share of rows", fontsize=8)
     axes.flat[0].legend(fontsize=7)
     fig.tight_layout()
@@ -157,9 +217,21 @@ def plot_drift(detail: dict[str, FeatureDrift], table: pd.DataFrame, path: str |
     return path
 
 
-def load_serving_log(path: str | Path) -> pd.DataFrame:
-    """A serving log: JSONL (``.jsonl``/``.json``) or Parquet (file or directory)."""
+def load_serving_log(path: str | Path, reference: pd.DataFrame | None = None) -> pd.DataFrame:
+    """A serving log: JSONL (``.jsonl``/``.json``/``.ndjson``, read without type inference) or Parquet
+    (file or directory); with ``reference``, its shared columns get the reference's types."""
     path = Path(path)
     if path.suffix in (".jsonl", ".json", ".ndjson"):
-        return pd.read_json(path, lines=True)
-    return pd.read_parquet(path)
+        records = []
+        with open(path, encoding="utf-8") as f:
+            for n, line in enumerate(f, 1):
+                if line.strip():
+                    try:
+                        records.append(json.loads(line))
+                    except ValueError as exc:
+                        raise ValueError(f"{path}: line {n} is not JSON: {exc}") from None
+        df = pd.DataFrame.from_records(records)
+        df = df.astype({c: object for c in df.columns})
+    else:
+        df = pd.read_parquet(path)
+    return df if reference is None else align_types(df, reference)

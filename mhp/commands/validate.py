@@ -167,30 +167,62 @@ def _validate(args) -> int:
     return 0
 
 
+def _catalog_drift_roles():
+    """(feature -> drift role, tenure column) from the feature catalog; none when it is absent."""
+    try:
+        from features import catalog  # lazy: loaded only when this command runs (keeps `mhp --help` light)
+    except ModuleNotFoundError:
+        return {}, None
+    return catalog.drift_roles(), catalog.TENURE_FEATURE
+
+
 def _drift(args) -> int:
     from validation.drift import (  # lazy: loaded only when this command runs (keeps `mhp --help` light)
         drift_report,
+        load_serving_log,
         plot_drift,
     )
 
     if args.top < 1:
         raise UsageError(f"--top: expected a positive number of features, got {args.top}")
     ref = _read_table(args.reference, "--reference")
-    srv = _read_table(args.serving, "--serving")
-    features = args.features.split(",") if args.features else None
+    if not Path(args.serving).exists():
+        raise UsageError(f"--serving: {args.serving!r} does not exist (expected the serving log: JSONL or Parquet)")
     try:
-        table, detail = drift_report(ref, srv, features)
+        srv = load_serving_log(args.serving, ref)
+    except Exception as exc:  # unreadable or mistyped served log: a usage problem naming the column/line
+        raise UsageError(f"--serving: cannot read {args.serving!r} as a serving log: {exc}") from None
+    features = args.features.split(",") if args.features else None
+    if features:
+        missing = [f for f in features if f not in ref.columns or f not in srv.columns]
+        if missing:
+            raise UsageError(f"--features: {missing} not in both the reference and the serving log")
+    roles, tenure = _catalog_drift_roles()
+    try:
+        table, detail = drift_report(ref, srv, features, roles=roles, tenure_column=tenure)
     except ValueError as exc:
-        raise UsageError(f"--features: {exc}") from None
+        raise UsageError(f"--serving: {exc}") from None
     if table.empty:
         raise UsageError("--serving: no feature columns shared with --reference (expected the training set's names)")
     out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise UsageError(f"--out: cannot create {args.out!r}: {exc.strerror}") from None
     table.to_csv(out / "drift.csv", index=False)
     png = plot_drift(detail, table, out / "drift.png", top=args.top)
-    print(f"PSI of {len(table)} features, {len(srv):,} served rows vs {len(ref):,} training rows "
-          f"(stable < 0.1 <= moderate < 0.25 <= drift); worst {min(args.top, len(table))}:")
-    for r in table.head(args.top).itertuples():
-        print(f"  {r.feature:<40} {r.psi:8.4f}  {r.status}")
+    counts = table["verdict"].value_counts()
+    print(f"drift of {len(table)} features, {len(srv):,} served rows vs {len(ref):,} training rows: "
+          f"{counts.get('drifted', 0)} drifted, {counts.get('expected to move', 0)} expected to move "
+          f"(grow with tenure), {counts.get('stable', 0)} stable")
+    for verdict in ("drifted", "expected to move"):
+        rows = table[table["verdict"] == verdict].head(args.top)
+        if len(rows):
+            print(f"{verdict} (worst {len(rows)}):")
+            for r in rows.itertuples():
+                print(f"  {r.feature:<40} {r.score:8.4f}  {r.method}")
+    if not counts.get("drifted", 0):
+        print("no feature drifted (PSI < 0.25 per customer feature; daily marketplace/subject values "
+              "inside the training days' range)")
     print(f"table: {out / 'drift.csv'}\nplot: {png}")
     return 0
