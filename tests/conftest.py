@@ -55,3 +55,15 @@ def moto_endpoint(moto_server_url):
             yield moto_server_url
         finally:
             local_aws.reset_moto(moto_server_url)
+
+
+# --- the console (tests/test_console*.py) ------------------------------------
+@pytest.fixture(scope="session")
+def console_workspace(tmp_path_factory):
+    """A small demo workspace (150 customers x 90 days, 3 live days; ~30 s) with an untrusted
+    customer added: (folder, the simulation's end, that customer's alert line)."""
+    from testing import console_workspace as cw
+
+    root = tmp_path_factory.mktemp("console") / "demo"
+    end = cw.build(root)
+    return root, end, cw.add_untrusted(root, end)
