@@ -40,6 +40,8 @@ class DeadlineH11Protocol(H11Protocol):
         self._request_timeout = float(getattr(config, "mhp_request_timeout", DEFAULT_REQUEST_TIMEOUT))
         self._read_deadline: asyncio.TimerHandle | None = None
         self._line_seen = False   # the current request's first line has ended (for 414 vs 431)
+        self._line_bytes = 0      # bytes of the current request line / head so far
+        self._head_bytes = 0
 
     def connection_made(self, transport) -> None:
         super().connection_made(transport)
@@ -51,17 +53,42 @@ class DeadlineH11Protocol(H11Protocol):
 
     def data_received(self, data: bytes) -> None:
         between_requests = self.cycle is None or self.cycle.response_complete
-        if between_requests and self._read_deadline is None:
-            self._arm()
-        if not self._line_seen and b"\n" in data:
-            self._line_seen = True
+        if between_requests:
+            if self._read_deadline is None:
+                self._arm()
+            if self._head_too_long(data):
+                return
         super().data_received(data)
         if self.cycle is not None and not self.cycle.more_body:
             self._disarm()   # the whole request is in: the app's own time is not the client's
 
+    def _head_too_long(self, data: bytes) -> bool:
+        """414 / 431 for a request line / head beyond the limit even when it arrives whole
+        (h11 enforces its buffer limit only while an event is incomplete)."""
+        limit = self.config.h11_max_incomplete_event_size  # set by serving.server
+        if not self._line_seen:
+            end = data.find(b"\n")
+            self._line_bytes += end if end >= 0 else len(data)
+            self._line_seen = end >= 0
+            if self._line_bytes > limit:
+                self._refuse(414, f"request line longer than {limit} bytes")
+                return True
+        end = data.find(b"\r\n\r\n")
+        self._head_bytes += end if end >= 0 else len(data)
+        if self._head_bytes > limit:
+            self._refuse(431, f"request headers longer than {limit} bytes")
+            return True
+        return False
+
+    def _refuse(self, status: int, message: str) -> None:
+        self._disarm()
+        self.transport.write(raw_json_error(status, message))
+        self.transport.close()
+
     def _arm(self) -> None:
         self._disarm()
         self._line_seen = False
+        self._line_bytes = self._head_bytes = 0
         self._read_deadline = self.loop.call_later(self._request_timeout, self._on_read_timeout)
 
     def _disarm(self) -> None:
@@ -90,6 +117,4 @@ class DeadlineH11Protocol(H11Protocol):
             message = f"request headers longer than {limit} bytes"
         else:
             message = f"malformed HTTP request: {exc or msg}"
-        self._disarm()
-        self.transport.write(raw_json_error(status, message))
-        self.transport.close()
+        self._refuse(status, message)

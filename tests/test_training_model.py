@@ -153,3 +153,42 @@ def test_an_ensemble_averages_nets_trained_with_their_own_seeds_and_round_trips(
     assert all(np.array_equal(p[h], q[h]) for h in HEADS)
     with pytest.raises(ValueError, match="members must be >= 1"):
         NetConfig(4, members=0)
+
+
+@pytest.mark.parametrize("hidden, members", [((32, 16), 5), ((8,), 3), ((16, 8, 4), 2), ((), 4)])
+def test_the_batched_ensemble_equals_its_members_run_one_after_another(hidden, members):
+    torch.manual_seed(11)
+    ens = EnsembleNet(NetConfig(12, hidden, 0.1, members=members)).eval()
+    with torch.no_grad():
+        for m in ens.members:
+            m.logit_offsets.copy_(torch.rand(len(HEADS)))
+    x = torch.randn(700, 12) * 3
+    with torch.no_grad():
+        sequential = [m.predict_tensors(x) for m in ens.members]
+        batched = ens.predict_tensors(x)
+        for h in HEADS:
+            ref = torch.stack([o[h] for o in sequential]).mean(dim=0)
+            scale = 100.0 if h == "customer_health_score" else 1.0   # 1e-6 on the 0-1 scale
+            assert (batched[h] - ref).abs().max().item() <= 1e-6 * scale
+            assert ref.std().item() > 1e-3   # the comparison is not between constants
+        # changed weights are picked up (the stacked copy is rebuilt), as after load_state_dict
+        ens.members[0].heads["churn_risk_30d"].bias.add_(5.0)
+        again = ens.predict_tensors(x)["churn_risk_30d"]
+        ref = torch.stack([m.predict_tensors(x)["churn_risk_30d"] for m in ens.members]).mean(dim=0)
+        assert (again - ref).abs().max().item() <= 1e-6
+        assert (again - batched["churn_risk_30d"]).abs().max().item() > 1e-3
+
+
+def test_a_saved_ensemble_loads_into_the_batched_forward_pass(tmp_path):
+    torch.manual_seed(5)
+    ens = EnsembleNet(NetConfig(9, (16, 8), 0.1, members=5)).eval()
+    torch.save(ens.state_dict(), tmp_path / "model.pt")   # the artifact's layout: members.<i>.…
+    assert all(k.startswith("members.") for k in torch.load(tmp_path / "model.pt", weights_only=True))
+    loaded = load_model(str(tmp_path / "model.pt"), ens.config.to_dict())
+    x = np.random.default_rng(0).normal(size=(300, 9)).astype(np.float32)
+    got = predict(loaded, x)
+    with torch.no_grad():
+        outs = [m.predict_tensors(torch.from_numpy(x)) for m in ens.members]
+    for h in HEADS:
+        ref = torch.stack([o[h] for o in outs]).mean(dim=0).double().numpy()
+        np.testing.assert_allclose(got[h], ref, rtol=0, atol=1e-6 * (100 if h == "customer_health_score" else 1))

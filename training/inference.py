@@ -252,7 +252,8 @@ def _column_batch(payload: dict[str, Any]) -> ColumnBatch:
 def predict_fn(data: list[dict[str, Any]], model: ModelBundle) -> dict[str, Any]:
     """Validate and encode rows with the stored preprocessing, run the net."""
     try:
-        x = model.preprocessor.transform(_columns(data, model) if isinstance(data, ColumnBatch) else list(data))
+        with np.errstate(over="ignore"):  # a standardised value beyond float32 becomes inf: clipped below
+            x = model.preprocessor.transform(_columns(data, model) if isinstance(data, ColumnBatch) else list(data))
     except _preprocess.FeatureInputError as exc:  # names the missing / unknown / mistyped features
         raise InferenceInputError(str(exc), exc.status_code) from exc
     np.clip(x, -INPUT_CLIP, INPUT_CLIP, out=x)
