@@ -101,7 +101,11 @@ class AsOfRetrievalJob(IbisRetrievalJob):
     def _to_arrow_internal(self, timeout: Optional[int] = None) -> pa.Table:
         n_entity = len(self._entity_df.columns)
         entity = pa.Table.from_pandas(self._entity_df, preserve_index=False)
-        entity = entity.replace_schema_metadata(None).cast(pa.schema(list(self._schema)[:n_entity]))
+        try:
+            entity = entity.replace_schema_metadata(None).cast(pa.schema(list(self._schema)[:n_entity]))
+        except pa.ArrowInvalid as exc:  # Feast's own conversion of the entity frame fails the same way
+            raise ValueError(f"entity dataframe: a column does not fit Feast's type for it ({exc}); "
+                             "event times must be whole microseconds (e.g. .dt.floor('us'))") from exc
         feats = pit_join(self._con, entity, self._ts_col, self._plan)
         cols = list(entity.columns) + [feats.column(f.name).cast(f.type) for f in list(self._schema)[n_entity:]]
         return pa.Table.from_arrays(cols, schema=self._schema)
