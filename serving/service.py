@@ -6,7 +6,8 @@ Three entry points, one pipeline:
   state's *pending* table and returns; no network call to the endpoint or the sink.
 * ``drain()`` (the worker: after each ingest batch in process, or a scheduled function): serves
   the pending requests, oldest as-of first, then delivers the outbox. After a failure, scoring and
-  delivery each wait ``pending_retry_interval`` (monotonic) before trying again.
+  delivery each wait before trying again (monotonic): ``pending_retry_interval``, doubling per
+  consecutive failure up to ``MAX_BACKOFF``, so a down endpoint costs one bounded attempt per wait.
 * ``score_day(customer_ids, at)`` (the daily batch) and ``score_and_alert`` (one-off): score now.
 
 The pipeline for one (customers, as-of) group:
@@ -40,6 +41,9 @@ from .scoring import OnlineLookupFailed, Scored, Scorer
 from .state import ServingState
 
 log = logging.getLogger("mhp.serving.service")
+
+#: the longest wait (seconds, monotonic) between the worker's attempts at a down endpoint or sink
+MAX_BACKOFF = 60.0
 
 
 @dataclass
@@ -77,6 +81,8 @@ class ScoringService:
         self._monotonic = monotonic
         self._next_pending_retry = 0.0
         self._next_delivery = 0.0
+        self._scoring_failures = 0      # consecutive: the wait doubles, up to MAX_BACKOFF
+        self._delivery_failures = 0
 
     # --- the stream hook: record only -------------------------------------------------------
     def record_triggers(self, customer_ids: Sequence[str], as_of: datetime) -> None:
@@ -106,8 +112,22 @@ class ScoringService:
         if not force and self._monotonic() < self._next_delivery:
             return PublishReport()
         report = self.publisher.redeliver()
-        self._next_delivery = self._monotonic() + self.config.pending_retry_interval if report.failed else 0.0
+        if report.failed:
+            self._delivery_failed()
+        else:
+            self._delivery_failures, self._next_delivery = 0, 0.0
         return report
+
+    def _backoff(self, failures: int) -> float:
+        return min(self.config.pending_retry_interval * 2 ** min(failures, 16), MAX_BACKOFF)
+
+    def _scoring_failed(self) -> None:
+        self._next_pending_retry = self._monotonic() + self._backoff(self._scoring_failures)
+        self._scoring_failures += 1
+
+    def _delivery_failed(self) -> None:
+        self._next_delivery = self._monotonic() + self._backoff(self._delivery_failures)
+        self._delivery_failures += 1
 
     def recover(self) -> Outcome:
         """Retry pending scoring requests and redeliver the outbox now (``mhp score --recover``)."""
@@ -156,7 +176,7 @@ class ScoringService:
         except (EndpointUnavailable, OnlineLookupFailed) as exc:
             what = "online lookup failed" if isinstance(exc, OnlineLookupFailed) else "endpoint unavailable"
             self.state.add_pending(ids, as_of, str(exc))
-            self._next_pending_retry = self._monotonic() + self.config.pending_retry_interval
+            self._scoring_failed()
             out.pending, out.errors = ids, [f"{what}, {len(ids)} request(s) kept as pending: {exc}"]
             log.warning(out.errors[0])
             return out
@@ -165,7 +185,7 @@ class ScoringService:
             out.rejected, out.errors = ids, [f"endpoint rejected the feature vectors: {exc}"]
             log.error(out.errors[0])
             return out
-        self._next_pending_retry = 0.0
+        self._scoring_failures, self._next_pending_retry = 0, 0.0
         out.scored = scored
         return out
 
@@ -201,7 +221,7 @@ class ScoringService:
             alerting = [s.customer_id for s, _ in todo]
             self.state.remove_pending([c for c in ids if c not in set(alerting)], as_of)
             self.state.add_pending(alerting, as_of, f"attribution: {exc}")
-            self._next_pending_retry = self._monotonic() + self.config.pending_retry_interval
+            self._scoring_failed()
             out.pending = alerting
             out.errors.append(f"endpoint unavailable during attribution, {len(alerting)} kept as pending: {exc}")
             return out
@@ -216,7 +236,7 @@ class ScoringService:
         if publish and emitted:
             out.publish = self.publisher.publish(emitted)
             if out.publish.failed:
-                self._next_delivery = self._monotonic() + self.config.pending_retry_interval
+                self._delivery_failed()
                 out.errors.append(f"{len(out.publish.failed)} alert(s) not published, kept in the outbox: "
                                   f"{out.publish.failed[0][1]}")
         return out

@@ -75,3 +75,30 @@ def test_attribution_is_the_occlusion_difference(tmp_path):
             occl = art.predict_records([{**row, f["feature"]: None}])[0][head]
             assert f["contribution"] == pytest.approx(d * (base[0][head] - occl), abs=1e-5) and f["contribution"] > 0
     assert out[0]["ib_call_risk_14d"][0]["feature"] in ("ib_call_count_14d", "negative_sentiment_calls_14d")
+
+
+def test_rank_rules_cut_and_config():
+    from serving.alerts import firing_rules
+    from serving.config import SPEC_RULES, AlertRule
+
+    top = AlertRule("churn_top_20pct", "high", "churn_risk_30d", "top", 0.2)
+    bottom = AlertRule("health_bottom_half", "high", "customer_health_score", "bottom", 0.5)
+    values = [0.1, 0.5, 0.3, 0.9, 0.7]
+    assert top.cut_of(values) == 0.9                   # ceil(0.2 x 5) = 1 customer: the riskiest
+    assert bottom.cut_of([80, 20, 50, 30]) == 30       # 2 of 4, the least healthy
+    assert top.cut_of([]) is None and top.direction == 1 and bottom.direction == -1
+    pred = {"churn_risk_30d": 0.9, "ib_call_risk_14d": 0.1, "customer_health_score": 90.0}
+    assert firing_rules(pred, [top]) == []                          # no cut stored yet: no fire
+    assert firing_rules(pred, [top], {"churn_top_20pct": 0.9}) == [top]
+    assert firing_rules({**pred, "churn_risk_30d": 0.89}, [top], {"churn_top_20pct": 0.9}) == []
+    assert DEFAULT_RULES[:3] == SPEC_RULES and any(r.is_rank for r in DEFAULT_RULES)
+    cfg = ServingConfig.from_dict({"rules": [{"type": "t", "severity": "high", "head": "churn_risk_30d",
+                                              "op": "top", "threshold": 0.05}]})
+    assert cfg.rules[0].is_rank and cfg.rules[0].threshold == 0.05
+    for bad in (0, 1.5, True):
+        with pytest.raises(ConfigError, match=r"rules\[0\]\.threshold: a 'top' rule takes the fraction"):
+            ServingConfig.from_dict({"rules": [{"type": "t", "severity": "high", "head": "churn_risk_30d",
+                                                "op": "top", "threshold": bad}]})
+    with pytest.raises(ConfigError, match=r"rules\[0\]\.op: expected one of"):
+        ServingConfig.from_dict({"rules": [{"type": "t", "severity": "high", "head": "churn_risk_30d",
+                                            "op": ">=", "threshold": 0.5}]})
