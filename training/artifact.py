@@ -24,6 +24,7 @@ import hashlib
 import importlib.util
 import io
 import json
+import math
 import shutil
 import sys
 import tarfile
@@ -161,7 +162,10 @@ class LoadedArtifact:
         return self.handler.output_fn(prediction, accept)
 
     def predict_records(self, rows: list[Mapping[str, Any]]) -> list[dict[str, Any]]:
-        return json.loads(self.invoke(json.dumps({"instances": list(rows)}, default=_json_default)))["predictions"]
+        """Score Python rows through the JSON contract; a float NaN (pandas' missing value) is sent as null,
+        as the scoring client does (the endpoint refuses NaN literals)."""
+        clean = [{k: (None if isinstance(v, float) and math.isnan(v) else v) for k, v in r.items()} for r in rows]
+        return json.loads(self.invoke(json.dumps({"instances": clean}, default=_json_default)))["predictions"]
 
 
 def import_handler(model_dir) -> Any:

@@ -151,7 +151,10 @@ class EnsembleNet(nn.Module):
                                          for m in self.members]).contiguous()  # (k, width, n_heads)
             stacked["bh"] = torch.stack([torch.cat([m.heads[h].bias for h in heads])
                                          for m in self.members]).unsqueeze(1)  # (k, 1, n_heads)
-            stacked["offsets"] = torch.stack([m.logit_offsets for m in self.members]).unsqueeze(1)
+            binary = torch.tensor([h in BINARY_HEADS for h in heads])
+            # per head: the logit offset (binary heads only, as MultiTaskNet) and the output scale
+            stacked["offsets"] = (torch.stack([m.logit_offsets for m in self.members]) * binary).unsqueeze(1)
+            stacked["scale"] = torch.where(binary, 1.0, HEALTH_SCALE)
             if self.config.hidden:  # the first layer sees the same x for every member: one linear map
                 stacked["w0_cat"] = torch.cat([ls[0].weight for ls in linears])   # (k * h0, in)
                 stacked["b0_cat"] = torch.cat([ls[0].bias for ls in linears])
@@ -170,13 +173,8 @@ class EnsembleNet(nn.Module):
         else:
             z = x.unsqueeze(0).expand(k, n, x.shape[1])
         raw = torch.baddbmm(s["bh"], z, s["wh"])                                      # (k, n, n_heads)
-        out = {}
-        for i, name in enumerate(self.config.heads):
-            if name in BINARY_HEADS:
-                out[name] = torch.sigmoid(raw[:, :, i] - s["offsets"][:, :, i]).mean(dim=0)
-            else:
-                out[name] = (HEALTH_SCALE * torch.sigmoid(raw[:, :, i])).mean(dim=0)
-        return out
+        mean = (torch.sigmoid(raw - s["offsets"]) * s["scale"]).mean(dim=0)             # (n, n_heads)
+        return {name: mean[:, i] for i, name in enumerate(self.config.heads)}
 
 
 def build_net(config: NetConfig) -> nn.Module:
