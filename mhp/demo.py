@@ -179,8 +179,29 @@ def _run(args) -> int:
         mhp(["drift", "--reference", str(root / "dataset" / "dataset.parquet"),
              "--serving", str(root / "serving" / "served.jsonl"), "--out", str(root / "drift"), "--top", "5"])
 
+    with steps.step("alert rules vs the simulator's ground truth"):
+        rules_table = _rule_quality(ws.events, root, alerts, history_end, end)
+
     print(_summary(args, root, outcome, live, alerts, steps, time.perf_counter() - t_start, tarball))
+    print(rules_table)
     return 0
+
+
+def _rule_quality(events_uri: str, root: Path, alerts: list[dict], history_end: datetime, end: datetime) -> str:
+    from serving.config import DEFAULT_RULES  # lazy: loaded only when this command runs (keeps `mhp --help` light)
+    from serving.rule_quality import (  # lazy: as above
+        format_rule_quality,
+        ground_truth_events,
+        oracle_probabilities,
+        rule_quality,
+    )
+
+    cancels, calls = ground_truth_events(events_uri, end)
+    rows = rule_quality(alerts, cancels, calls, DEFAULT_RULES, history_end, end, observed_until=end,
+                        oracle=oracle_probabilities(str(root), alerts))
+    return ("\nalert rules vs the simulator's ground truth (live days; precision counts alerts whose horizon "
+            "runs past the simulation's end as misses unless the event was seen: a lower bound; the oracle's "
+            "precision is not censored):\n" + format_rule_quality(rows))
 
 
 def _replay(args, ws, root, store, service, start, history_end, end) -> dict:

@@ -3,7 +3,7 @@
 Each rule answers one question, chosen by its head: ``ib_call_risk_14d`` rules predict >= 2
 inbound calls within 14 days (``labels.definitions.CALLS_*``); the others (churn risk, health
 score) predict a cancellation within 30 days (``CHURN_DAYS``). Per rule, over the alerts whose
-as-of time lies in the evaluated window [start, end):
+as-of time lies in the evaluated window [start, end]:
 
 * ``alerts_per_day``: alerts / days in the window;
 * ``precision``: the share of alerts followed by the event within the horizon, (t, t + horizon],
@@ -105,7 +105,7 @@ def rule_quality(alerts: Iterable[Mapping[str, Any]], cancellations: Mapping[str
     by_type: dict[str, list[tuple[str, int, str]]] = {}
     for a in alerts:
         t = _us(a["as_of"])
-        if s <= t < e:
+        if s <= t <= e:      # the daily batch at the window's last midnight belongs to it
             by_type.setdefault(a["type"], []).append((a["customer_id"], t, str(a["as_of"])))
     out = []
     for rule in rules:
@@ -189,7 +189,8 @@ def oracle_probabilities(sim_dir: str, alerts: Sequence[Mapping[str, Any]], n_pa
     if not keys:
         return {}
     rows = pd.DataFrame({"customer_id": [c for c, _ in keys],
-                         "event_timestamp": pd.to_datetime([t for _, t in keys], utc=True).tz_localize(None)})
+                         "event_timestamp": pd.to_datetime([t for _, t in keys], utc=True,
+                                                           format="ISO8601").tz_localize(None)})
     probs = label_probabilities(sim_dir, rows, n_paths=n_paths, seed=seed)
     out: dict[tuple[str, str, str], float] = {}
     for (c, t), churn, calls in zip(keys, probs["churn_30d"], probs["ib_calls_14d"]):

@@ -24,7 +24,7 @@ ALERTS = [
     alert("churn_risk_high", "A", 1), alert("churn_risk_high", "A", 2),   # A cancels on day 5: two hits
     alert("churn_risk_high", "B", 2),      # B cancels on day 35: outside (2, 32]: a miss
     alert("churn_risk_high", "C", 8),      # C never cancels: a miss
-    alert("churn_risk_high", "C", 12),     # outside the window [0, 10): ignored
+    alert("churn_risk_high", "C", 12),     # outside the window [0, 10]: ignored
     alert("churn_risk_ib_calls", "A", 2),  # A calls on days 3 and 6: >= 2 calls in (2, 16]: a hit
     alert("churn_risk_ib_calls", "E", 0.5),  # E calls on days 1 and 20: one call in (0.5, 14.5]: a miss
 ]
