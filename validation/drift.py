@@ -11,7 +11,11 @@ passed in by the caller from the feature catalog (``features.catalog.drift_roles
   bucket, so a feature going missing is drift too. Categorical (strings, booleans): one bucket
   per reference category, one for categories never seen in training, one for null.
   PSI = sum over buckets (s - r) * ln(s / r), proportions floored at ``EPSILON``.
-  < 0.1 stable, 0.1-0.25 moderate, >= 0.25 drift (the credit-scoring convention).
+  < 0.1 stable, 0.1-0.25 moderate, >= 0.25 drift (the credit-scoring convention), and never
+  above stable while the PSI lies within sampling noise: under no drift, PSI times
+  1 / (1/n_ref + 1/n_serving) is about chi-square with (buckets - 1) degrees of freedom, with n
+  the number of distinct entities (a customer served ten times is one sample, not ten); its
+  99.9% quantile is the ``noise`` floor a flag must clear.
 * ``daily``: a batch value shared by every customer on a day (marketplace, subject): judged
   over days as its own series (``validation.drift_daily``).
 * ``tenure``: grows with the customer's age by construction: PSI against the reference
@@ -37,6 +41,7 @@ from validation.drift_types import align_types
 
 STABLE, DRIFT = 0.1, 0.25
 EPSILON = 1e-4
+NOISE_Z = 3.09  # the standard normal's 99.9% quantile
 ROLES = ("entity", "daily", "tenure")
 VERDICTS = ("drifted", "expected to move", "stable")
 NON_FEATURE_COLUMNS = frozenset({
@@ -53,14 +58,27 @@ class FeatureDrift:
     buckets: list[str]
     reference: np.ndarray     # bucket proportions
     serving: np.ndarray
+    noise: float = 0.0        # PSI that sampling alone reaches with 0.1% probability
 
     @property
     def status(self) -> str:
-        return status_of(self.psi)
+        return status_of(self.psi, self.noise)
 
 
-def status_of(psi: float) -> str:
-    return "stable" if psi < STABLE else "moderate" if psi < DRIFT else "drift"
+def status_of(psi: float, noise: float = 0.0) -> str:
+    if psi < max(STABLE, noise):
+        return "stable"
+    return "moderate" if psi < max(DRIFT, noise) else "drift"
+
+
+def noise_floor(buckets_used: int, n_reference: float, n_serving: float) -> float:
+    """The 99.9% quantile of PSI between two samples of one distribution (Wilson-Hilferty
+    approximation of chi-square with ``buckets_used - 1`` degrees of freedom)."""
+    k = buckets_used - 1
+    if k < 1 or n_reference <= 0 or n_serving <= 0:
+        return 0.0
+    chi2 = k * (1 - 2 / (9 * k) + NOISE_Z * np.sqrt(2 / (9 * k))) ** 3
+    return float(chi2 * (1 / n_reference + 1 / n_serving))
 
 
 def psi(reference: np.ndarray, serving: np.ndarray) -> float:
@@ -80,8 +98,10 @@ def _shares(buckets: np.ndarray, n_buckets: int, weights: np.ndarray | None) -> 
 
 
 def feature_drift(name: str, reference: pd.Series, serving: pd.Series, bins: int = 10,
-                  reference_weights: np.ndarray | None = None) -> FeatureDrift:
-    """PSI of one feature; ``reference_weights`` re-weights the reference rows (tenure matching)."""
+                  reference_weights: np.ndarray | None = None,
+                  sizes: tuple[float, float] | None = None) -> FeatureDrift:
+    """PSI of one feature; ``reference_weights`` re-weights the reference rows (tenure matching);
+    ``sizes``: the effective sample sizes (distinct entities) for the noise floor (default: rows)."""
     if _is_categorical(reference):
         def labels(x: pd.Series) -> pd.Series:
             return x.astype(object).map(lambda v: None if v is None or v is pd.NA or v != v else str(v))
@@ -113,7 +133,9 @@ def feature_drift(name: str, reference: pd.Series, serving: pd.Series, bins: int
         kind = "numeric"
     r = _shares(bucket(ref), len(buckets), reference_weights)
     s = _shares(bucket(srv), len(buckets), None)
-    return FeatureDrift(name, kind, psi(r, s), buckets, r, s)
+    n_ref, n_srv = sizes or (len(reference), len(serving))
+    noise = noise_floor(int(((r > 0) | (s > 0)).sum()), n_ref, n_srv)
+    return FeatureDrift(name, kind, psi(r, s), buckets, r, s, noise)
 
 
 def feature_columns(reference: pd.DataFrame, serving: pd.DataFrame) -> list[str]:
@@ -132,13 +154,14 @@ def _verdict(role: str, status: str, raw_status: str) -> str:
 def drift_report(reference: pd.DataFrame, serving: pd.DataFrame, features: Sequence[str] | None = None,
                  bins: int = 10, roles: Mapping[str, str] | None = None, tenure_column: str | None = None,
                  reference_time: str = "event_timestamp", serving_time: str = "request_time",
-                 ) -> tuple[pd.DataFrame, dict[str, FeatureDrift]]:
+                 entity_key: str = "customer_id") -> tuple[pd.DataFrame, dict[str, FeatureDrift]]:
     """Table (feature, role, kind, method, score, psi, status, verdict, null rates), drifted first,
     then expected to move, then stable, each worst first; plus the per-feature bucket detail.
 
     ``roles``: feature -> ``entity`` | ``daily`` | ``tenure`` (missing: ``entity``). ``daily`` needs
     the time columns; ``tenure`` is matched on ``tenure_column`` when both tables have it.
-    ``psi`` is always the plain row-weighted PSI; ``score`` is what the role judges."""
+    ``psi`` is always the plain row-weighted PSI; ``score`` is what the role judges; ``noise`` the PSI
+    sampling alone reaches (distinct ``entity_key`` values as sample sizes, when both tables have it)."""
     roles = dict(roles or {})
     bad = {f: r for f, r in roles.items() if r not in ROLES}
     if bad:
@@ -150,32 +173,36 @@ def drift_report(reference: pd.DataFrame, serving: pd.DataFrame, features: Seque
         raise ValueError(f"features missing from the reference or serving table: {missing}")
     serving = align_types(serving, reference)
     has_time = reference_time in reference.columns and serving_time in serving.columns
+    sizes = None
+    if entity_key in reference.columns and entity_key in serving.columns:
+        sizes = (reference[entity_key].nunique(), serving[entity_key].nunique())
     weights = None
     if tenure_column and tenure_column in reference.columns and tenure_column in serving.columns:
         weights = tenure_weights(reference[tenure_column], serving[tenure_column], bins)
     detail, rows = {}, []
     for f in features:
         role = roles.get(f, "entity")
-        d = feature_drift(f, reference[f], serving[f], bins)
+        d = feature_drift(f, reference[f], serving[f], bins, sizes=sizes)
         detail[f] = d
-        method, score, status = "psi", d.psi, d.status
+        method, score, status, noise = "psi", d.psi, d.status, d.noise
         if role == "daily" and has_time and not _is_categorical(reference[f]):
             ref_days = drift_daily.day_values(reference[f], reference[reference_time])
             srv_days = drift_daily.day_values(serving[f], serving[serving_time])
             score, _ = drift_daily.outside_share(ref_days, srv_days)
-            method, status = "share of served days outside the reference days' range", \
-                drift_daily.status_of_share(score)
+            method, status, noise = "share of served days outside the reference days' range", \
+                drift_daily.status_of_share(score), np.nan
         elif role == "tenure" and weights is not None:
-            matched = feature_drift(f, reference[f], serving[f], bins, reference_weights=weights)
-            method, score, status = "psi at matched tenure", matched.psi, matched.status
+            matched = feature_drift(f, reference[f], serving[f], bins, reference_weights=weights, sizes=sizes)
+            method, score, status, noise = "psi at matched tenure", matched.psi, matched.status, matched.noise
         elif role == "tenure":
             method = "psi (no tenure column to match)"
             status = "moderate" if d.status == "drift" else d.status
         rows.append({"feature": f, "role": role, "kind": d.kind, "method": method, "score": score, "psi": d.psi,
+                     "noise": noise,
                      "status": status, "verdict": _verdict(role, status, d.status),
                      "reference_null_rate": float(reference[f].isna().mean()),
                      "serving_null_rate": float(serving[f].isna().mean())})
-    columns = ["feature", "role", "kind", "method", "score", "psi", "status", "verdict", "reference_null_rate",
+    columns = ["feature", "role", "kind", "method", "score", "psi", "noise", "status", "verdict", "reference_null_rate",
                "serving_null_rate"]
     table = pd.DataFrame(rows, columns=columns)
     order = table["verdict"].map({v: i for i, v in enumerate(VERDICTS)})
