@@ -81,3 +81,47 @@ def test_mhp_train_command(tmp_path, capsys):
     missing = parser.parse_args(["train", "--dataset", str(tmp_path / "nope"), "--out", str(tmp_path / "o2")])
     with pytest.raises(UsageError, match="does not exist"):
         missing.func(missing)
+
+
+def test_rule_table_by_hand_and_in_the_report(tmp_path):
+    from serving.config import DEFAULT_RULES
+    from training.evaluate import REPORT_RULES, calibration_figure, rule_table
+
+    # the report judges the serving defaults (training cannot import serving: the test keeps them equal)
+    assert REPORT_RULES == tuple((r.type, r.head, r.op, r.threshold) for r in DEFAULT_RULES)
+    days = np.array(["2025-01-01"] * 4 + ["2025-01-02"] * 4, dtype="datetime64[D]")
+    preds = {"churn_risk_30d": np.array([0.9, 0.7, 0.2, 0.1, 0.65, 0.3, 0.2, 0.1]),
+             "ib_call_risk_14d": np.array([0.8, 0.1, 0.1, 0.1, 0.75, 0.2, 0.1, 0.9]),
+             "customer_health_score": np.array([20, 80, 80, 80, 30, 90, 90, 90.0])}
+    labels = {"churn_risk_30d": np.array([1, 0, 0, 1, 0, 0, 0, 0.0]),
+              "ib_call_risk_14d": np.array([1, 0, 0, 0, 0, 0, 0, 1.0]),
+              "customer_health_score": np.full(8, 50.0)}
+    t = {r["rule"]: r for r in rule_table(preds, labels, days)}
+    # churn > 0.6 fires rows 0, 1, 4; churners are rows 0 and 3: precision 1/3, recall 1/2
+    assert t["churn_risk_high"]["fired"] == 3 and t["churn_risk_high"]["precision"] == pytest.approx(1 / 3)
+    assert t["churn_risk_high"]["recall"] == pytest.approx(0.5) and t["churn_risk_high"]["fired_per_day"] == 1.5
+    # ib > 0.7 fires rows 0, 4, 7; callers are rows 0 and 7
+    assert t["churn_risk_ib_calls"]["precision"] == pytest.approx(2 / 3) and t["churn_risk_ib_calls"]["recall"] == 1.0
+    # health < 40 (rows 0 and 4) is judged against churn
+    assert t["health_score_critical"]["label"] == "churn_30d" and t["health_score_critical"]["precision"] == 0.5
+    # top 5% of each day's 4 rows = the riskiest row per day: rows 0 and 4
+    assert t["churn_risk_top5pct"]["fired"] == 2 and t["churn_risk_top5pct"]["recall"] == pytest.approx(0.5)
+
+    rng = np.random.default_rng(1)
+    n = 200
+    p = rng.uniform(0.05, 0.9, n)
+    test = pd.DataFrame({"churn_30d": (rng.random(n) < p).astype(int), "ib_calls_14d": (rng.random(n) < p).astype(int),
+                         "health_score": rng.uniform(10, 90, n), "oracle_churn_30d": p, "oracle_ib_calls_14d": p,
+                         "oracle_health_score": rng.uniform(10, 90, n),
+                         "event_timestamp": pd.Timestamp("2025-01-01") + pd.to_timedelta(rng.integers(0, 10, n), "D")})
+    ev = evaluate({"churn_risk_30d": p, "ib_call_risk_14d": p, "customer_health_score": rng.uniform(10, 90, n)}, test)
+    assert set(ev.rules) == {"model", "oracle"} and len(ev.rules["model"]) == len(REPORT_RULES)
+    text = write_report(ev, tmp_path).read_text()
+    assert "## Alert rules on the test split" in text and "churn_risk_top5pct" in text
+    assert json.loads((tmp_path / "evaluation.json").read_text())["rules"]["model"][0]["rule"] == "churn_risk_ib_calls"
+    # the calibration plot labels every non-empty bin with its count
+    fig = calibration_figure(ev)
+    for ax, h in zip(fig.axes, ("churn_risk_30d", "ib_call_risk_14d")):
+        labels_drawn = sorted(t.get_text() for t in ax.texts)
+        want = sorted(f"n={r['count']}" for src in ev.calibration[h].values() for r in src if r["count"])
+        assert labels_drawn == want and sum(int(x[2:]) for x in labels_drawn) == 2 * n

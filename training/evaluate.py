@@ -1,12 +1,13 @@
 """Evaluation on the later-in-time test split, side by side with the simulator's oracle.
 
 Per binary task: ROC-AUC, PR-AUC (average precision), Brier score and a 10-bin
-calibration table; for the health score: R^2 and MAE. Every metric is computed for
+calibration table (the plot labels each bin with its row count); for the health score: R^2 and MAE. Every metric is computed for
 the model, for the oracle's own predictions on the same rows (the ceiling:
 docs/simulator.md) with the model/oracle ratio, and for single-task baselines on the same
 preprocessed inputs: a linear model per task (logistic regression / ridge) and a
 single-task net built from our model code with one head. The gap between the
-multi-task net and the single-task nets is what the shared trunk buys.
+multi-task net and the single-task nets is what the shared trunk buys. The serving alert rules
+(``REPORT_RULES``) are judged on the test rows too: fired per day, precision, recall.
 """
 from __future__ import annotations
 
@@ -27,6 +28,19 @@ BINARY_METRICS = ("auc", "pr_auc", "brier")
 REGRESSION_METRICS = ("r2", "mae")
 #: metrics where lower is better (their model/oracle ratio reads inversely)
 LOWER_IS_BETTER = {"brier", "mae"}
+
+#: the serving alert rules, judged on the test split: (type, head, op, threshold); the same as
+#: serving.config.DEFAULT_RULES (training sits below serving, so a test keeps the two equal).
+#: A rule is judged against its head's label; the health rule against churn. ``top`` = the
+#: given fraction of each day's rows with the highest prediction.
+REPORT_RULES: tuple[tuple[str, str, str, float], ...] = (
+    ("churn_risk_ib_calls", "ib_call_risk_14d", ">", 0.7),
+    ("churn_risk_high", "churn_risk_30d", ">", 0.6),
+    ("health_score_critical", "customer_health_score", "<", 40.0),
+    ("churn_risk_top5pct", "churn_risk_30d", "top", 0.05),
+)
+RULE_LABEL_HEAD = {"ib_call_risk_14d": "ib_call_risk_14d", "churn_risk_30d": "churn_risk_30d",
+                   "customer_health_score": "churn_risk_30d"}
 
 
 def binary_metrics(y: np.ndarray, p: np.ndarray) -> dict[str, float]:
@@ -59,6 +73,36 @@ def calibration_table(y: np.ndarray, p: np.ndarray, n_bins: int = 10) -> list[di
     return rows
 
 
+def rule_table(predictions: Mapping[str, np.ndarray], labels: Mapping[str, np.ndarray], days: np.ndarray,
+               rules=REPORT_RULES) -> list[dict[str, Any]]:
+    """Per rule on labelled rows: rows fired per day (rows sampled per day, not customers), precision
+    (label rate among fired rows), recall (fired share of the positive rows), and the label's base rate."""
+    days = np.asarray(days)
+    n_days = max(len(np.unique(days)), 1)
+    out = []
+    for kind, head, op, threshold in rules:
+        p = np.asarray(predictions[head], dtype=float)
+        y = np.asarray(labels[RULE_LABEL_HEAD[head]], dtype=float)
+        if op == ">":
+            fired = p > threshold
+        elif op == "<":
+            fired = p < threshold
+        else:                      # top: the fraction of each day's rows with the highest prediction
+            fired = np.zeros(len(p), dtype=bool)
+            for d in np.unique(days):
+                m = np.flatnonzero(days == d)
+                k = max(1, math.ceil(threshold * len(m) - 1e-9))
+                fired[m[np.argsort(-p[m], kind="stable")[:k]]] = True
+        ok = ~np.isnan(y)
+        f, pos = fired & ok, (y == 1) & ok
+        out.append({"rule": kind, "label": HEAD_LABELS[RULE_LABEL_HEAD[head]], "fired": int(f.sum()),
+                    "fired_per_day": float(f.sum() / n_days),
+                    "precision": float(y[f].mean()) if f.any() else float("nan"),
+                    "recall": float((f & pos).sum() / pos.sum()) if pos.any() else float("nan"),
+                    "base_rate": float(y[ok].mean()) if ok.any() else float("nan")})
+    return out
+
+
 def regression_metrics(y: np.ndarray, s: np.ndarray) -> dict[str, float]:
     from sklearn.metrics import mean_absolute_error, r2_score
 
@@ -82,6 +126,8 @@ class Evaluation:
     calibration: dict[str, dict[str, list[dict[str, float]]]]
     labels: dict[str, np.ndarray] = field(repr=False)
     predictions: dict[str, dict[str, np.ndarray]] = field(repr=False)
+    #: source -> rule_table rows (when the test rows carry event_timestamp)
+    rules: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
 
     def ratio(self, head: str, metric: str, source: str = "model") -> float:
         a = self.metrics[head].get(source, {}).get(metric, float("nan"))
@@ -92,7 +138,7 @@ class Evaluation:
         ratios = {h: {m: self.ratio(h, m) for m in (BINARY_METRICS if h in BINARY_HEADS else REGRESSION_METRICS)}
                   for h in self.metrics if "oracle" in self.metrics[h]}
         return {"n_test": self.n_test, "metrics": self.metrics, "model_over_oracle": ratios,
-                "calibration": self.calibration}
+                "calibration": self.calibration, "rules": self.rules}
 
 
 def evaluate(model_predictions: Mapping[str, np.ndarray], test_frame: Any,
@@ -112,7 +158,12 @@ def evaluate(model_predictions: Mapping[str, np.ndarray], test_frame: Any,
             metrics[h][source] = _task_metrics(h, labels[h], p)
             if h in BINARY_HEADS and source in ("model", "oracle"):
                 calibration[h][source] = calibration_table(labels[h], p)
-    return Evaluation(len(test_frame), metrics, calibration, labels, sources)
+    rules: dict[str, list[dict[str, Any]]] = {}
+    if "event_timestamp" in test_frame:
+        days = np.asarray(test_frame["event_timestamp"].to_numpy(), dtype="datetime64[D]")
+        rules = {source: rule_table(sources[source], labels, days) for source in ("model", "oracle")
+                 if source in sources and all(h in sources[source] for h in HEADS)}
+    return Evaluation(len(test_frame), metrics, calibration, labels, sources, rules)
 
 
 # --- baselines ---------------------------------------------------------------------------------
@@ -202,6 +253,15 @@ def write_report(ev: Evaluation, out_dir, title: str = "Model evaluation", conte
             rows += [[f"{r['lo']:.1f}-{r['hi']:.1f}", str(r["count"]), _fmt(r["mean_predicted"]),
                       _fmt(r["observed_rate"])] for r in table]
             lines += [_markdown_table(rows), ""]
+    if ev.rules:
+        lines += ["## Alert rules on the test split", "",
+                  "The serving rules applied to the test rows' predictions, against the rows' observed labels "
+                  "(the health rule against churn). Per day = per day of sampled rows, not of customers; "
+                  "`top` rules take the given share of each day's rows.", ""]
+        rows = [["rule", "source", "label", "fired/day", "precision", "recall", "base rate"]]
+        rows += [[r["rule"], SOURCE_TITLES[source], r["label"], f"{r['fired_per_day']:.1f}", _fmt(r["precision"]),
+                  _fmt(r["recall"]), _fmt(r["base_rate"])] for source, table in ev.rules.items() for r in table]
+        lines += [_markdown_table(rows), ""]
     lines += ["## Plots", "", "![ROC](roc.png)", "", "![Calibration](calibration.png)", "",
               "![Score distributions](score_distributions.png)", ""]
     path = out / "report.md"
@@ -239,22 +299,32 @@ def _plot_roc(ev: Evaluation, path: Path) -> None:
     plt.close(fig)
 
 
-def _plot_calibration(ev: Evaluation, path: Path) -> None:
+def calibration_figure(ev: Evaluation):
+    """The calibration plot: observed rate vs mean prediction per bin, each point labelled with its
+    row count (a bin of 3 rows says little), one panel per binary head."""
     plt = _pyplot()
     fig, axes = plt.subplots(1, len(BINARY_HEADS), figsize=(11, 4.5))
     for ax, h in zip(axes, BINARY_HEADS):
-        for source, table in ev.calibration[h].items():
-            pts = [(r["mean_predicted"], r["observed_rate"]) for r in table if r["count"] > 0]
+        for i, (source, table) in enumerate(ev.calibration[h].items()):
+            pts = [(r["mean_predicted"], r["observed_rate"], r["count"]) for r in table if r["count"] > 0]
             if pts:
-                xs, ys = zip(*pts)
-                ax.plot(xs, ys, "o-", label=SOURCE_TITLES[source])
+                xs, ys, ns = zip(*pts)
+                line, = ax.plot(xs, ys, "o-", label=SOURCE_TITLES[source])
+                for x, y, n in pts:
+                    ax.annotate(f"n={n}", (x, y), textcoords="offset points", xytext=(4, 6 - 14 * i), fontsize=6,
+                                color=line.get_color())
         ax.plot([0, 1], [0, 1], "k:", lw=0.8)
         ax.set(title=f"calibration: {h}", xlabel="mean predicted probability", ylabel="observed rate",
                xlim=(0, 1), ylim=(0, 1))
         ax.legend(fontsize=8)
     fig.tight_layout()
+    return fig
+
+
+def _plot_calibration(ev: Evaluation, path: Path) -> None:
+    fig = calibration_figure(ev)
     fig.savefig(path, dpi=90)
-    plt.close(fig)
+    _pyplot().close(fig)
 
 
 def _plot_distributions(ev: Evaluation, path: Path) -> None:
