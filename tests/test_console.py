@@ -17,7 +17,7 @@ from core.times import isoformat_z
 from core.workspace import Workspace
 from mhp.cli import main
 from serving.alerts import alert_id
-from testing.console_workspace import EVIL_FIELD, EVIL_ID
+from testing.console_workspace import EVIL_ID
 
 
 @pytest.fixture(scope="module")
