@@ -302,6 +302,11 @@ def _summary(args, root: Path, outcome, live: dict, alerts: list[dict], steps: _
               f"  alerts                 {root / 'alerts' / 'alerts.jsonl' if args.profile == 'local' else 'the stack SNS topic mhp-demo-alerts (read back through SQS)'}",
               f"  served feature log     {root / 'serving' / 'served.jsonl'}",
               f"  drift table and plot   {root / 'drift'}"]
+    if args.profile == "local":  # aws-local's moto server (its data) stops with the demo
+        sim = json.loads((root / "simulation.json").read_text())
+        end = datetime.fromisoformat(sim["start"]).replace(tzinfo=timezone.utc) + args.days * DAY
+        lines += ["", "customer-success console (alerts, customer pages, overview; docs/console.md):",
+                  f"  mhp console --workspace {root} --at {end:%Y-%m-%dT%H:%M:%SZ}"]
     return "\n".join(lines)
 
 
