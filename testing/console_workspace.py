@@ -29,6 +29,8 @@ def build(root: Path, customers: int = 150, days: int = 90, live_days: int = 3, 
                    "--live-days", str(live_days), "--epochs", str(epochs)])
     if rc != 0:
         raise RuntimeError(f"mhp demo failed ({rc}):\n{out.getvalue()[-3000:]}")
+    if quiet and "mhp console --workspace" not in out.getvalue():
+        raise RuntimeError("mhp demo's summary does not end with the console command")
     sim = json.loads((root / "simulation.json").read_text())
     return datetime.fromisoformat(sim["start"]).replace(tzinfo=timezone.utc) + timedelta(days=days)
 
