@@ -71,6 +71,22 @@ model inputs and validation specs: `features/derivations.py`). Do not edit by ha
 * **Primary tutor and subject.** A customer's tutor and subject features are
   looked up with second keys, `primary_tutor_id` and `primary_subject` as of
   `t`, identically offline and online (`features/retrieval.py`).
+* **Point-in-time retrieval.** Offline, `FeatureStore.get_historical_features`
+  (and `features.retrieval.historical_features`, which adds the second lookup)
+  runs on the project's offline store, `features.feast_offline` (every
+  profile). Feast plans the query (its lazy ibis expression gives the output
+  columns, their types, the on-demand views; it is never executed); each
+  feature view is then one scan of only the requested columns, one DuckDB
+  `ASOF LEFT JOIN` of the entity rows with the view's keys, timestamp and row
+  index, and a take of the matched rows (`features/pit_join.py`); the
+  on-demand views run over whole columns (`features/on_demand_arrays.py`,
+  bit-identical to `features/on_demand.py`). The result is Feast's stock
+  DuckDB store's, cell for cell (`tests/test_offline_asof.py`): the latest row
+  at or before `t` per join key; with a view TTL, null when that row is older
+  than `t - ttl`; every entity row, in input order. Entity times must be whole
+  microseconds, as in the stock store. Other shapes (a SQL entity query, field
+  mappings, a created-timestamp cut-off, other on-demand views) run on Feast's
+  own code. Speed: `bench/bench_retrieval.py`.
 
 ## Decisions where the customer's feature list is vague
 

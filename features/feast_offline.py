@@ -1,6 +1,11 @@
-"""Feast's DuckDB offline store, able to read and write ``s3://`` Parquet offline.
+"""The project's offline store: Feast's DuckDB store with fast point-in-time retrieval and ``s3://`` sources.
 
-Why this exists (Feast 0.67 + ibis 12 + DuckDB 2.0, measured):
+Point-in-time retrieval (``get_historical_features``): Feast's ibis code plans the query (lazily,
+never executed), then ``features.asof_retrieval`` computes it as one narrow DuckDB ``ASOF LEFT
+JOIN`` per view and the project's on-demand views over whole columns: the stock store's result,
+cell for cell, in entity order (docs/features.md, "Point-in-time retrieval").
+
+Reading ``s3://`` offline (Feast 0.67 + ibis 12 + DuckDB 2.0, measured):
 
 * The stock ``duckdb`` offline store reads a FileSource with
   ``ibis.read_parquet(path)``; for any ``s3://`` path ibis first runs
@@ -11,12 +16,10 @@ Why this exists (Feast 0.67 + ibis 12 + DuckDB 2.0, measured):
   extension but is broken on DuckDB 2.0 (ibis calls the removed
   ``DuckDBPyConnection.fetch_arrow_table``).
 
-So this subclass swaps only the data-source reader/writer callbacks: for
-``s3://`` it registers an s3fs filesystem (endpoint from config, the FileSource's
-``s3_endpoint_override`` or the environment) on ibis' default DuckDB backend,
-creates a temp view over ``read_parquet(...)`` itself and hands back the ibis
-table. Everything else (point-in-time join, dedup, ttl) is Feast's own ibis code.
-Local paths go through the stock callbacks unchanged.
+So the data-source reader/writer callbacks are swapped: for ``s3://`` the reader registers an
+s3fs filesystem (endpoint from config, the FileSource's ``s3_endpoint_override`` or the
+environment) on ibis' default DuckDB backend, creates a temp view over ``read_parquet(...)``
+itself and hands back the ibis table. Local paths go through the stock callbacks unchanged.
 
 Configure with::
 

@@ -21,6 +21,7 @@ import uuid
 from dataclasses import dataclass
 from datetime import timedelta
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
@@ -92,14 +93,14 @@ def pit_join(con, entity: pa.Table, event_timestamp_col: str, views: list[ViewJo
     e_name = f"__mhp_entity_{tag}"
     keys = list(dict.fromkeys(e for v in views for e in v.join_keys.values()))
     ts = pc.cast(entity.column(event_timestamp_col), pa.timestamp("us", tz="UTC"), safe=False)  # exact: feature times are whole us
-    narrow = pa.table([pa.array(range(entity.num_rows), type=pa.int64()), ts] + [entity.column(k) for k in keys],
+    narrow = pa.table([pa.array(np.arange(entity.num_rows, dtype=np.int64)), ts] + [entity.column(k) for k in keys],
                       names=[ROW, "__ts"] + keys)
     con.register(e_name, narrow)
     names, columns = [], []
     try:
         for i, v in enumerate(views):
             src = con.sql(_source_sql(v)).to_arrow_table().combine_chunks()
-            src = src.append_column("__i", pa.array(range(src.num_rows), type=pa.int64()))
+            src = src.append_column("__i", pa.array(np.arange(src.num_rows, dtype=np.int64)))
             s_name = f"__mhp_source_{tag}_{i}"
             con.register(s_name, src)
             try:

@@ -80,7 +80,7 @@ def historical_features(store: FeatureStore, entity_df: pd.DataFrame) -> pd.Data
     base = entity_df.reset_index(drop=True).copy()
     base[_ROW] = range(len(base))
     keys = base[[_ROW, "customer_id", "event_timestamp"]]
-    primary = store.get_historical_features(keys, features=[_PRIMARY, _SUBJECT]).to_df().sort_values(_ROW)
+    primary = _in_row_order(store.get_historical_features(keys, features=[_PRIMARY, _SUBJECT]).to_df())
     base["tutor_id"] = primary[_TUTOR_KEY].fillna(NO_TUTOR).astype(str).to_numpy()
     base["subject"] = primary[_SUBJECT_KEY].fillna(NO_SUBJECT).astype(str).to_numpy()
     base["marketplace_id"] = C.MARKETPLACE_KEY
@@ -89,10 +89,19 @@ def historical_features(store: FeatureStore, entity_df: pd.DataFrame) -> pd.Data
     out = store.get_historical_features(base, features=service).to_df()
     if len(out) != len(base):  # the guarantee we chose the duckdb store for; never drop a row silently
         raise RuntimeError(f"point-in-time join returned {len(out)} rows for {len(base)} entity rows")
-    out = out.sort_values(_ROW).drop(columns=[_ROW]).reset_index(drop=True)
+    out = _in_row_order(out)
+    del out[_ROW]
     out["tutor_id"] = out["tutor_id"].replace(NO_TUTOR, None)
     out["subject"] = out["subject"].replace(NO_SUBJECT, None)
     return out
+
+
+def _in_row_order(df: pd.DataFrame) -> pd.DataFrame:
+    """``df`` in input-row order (the project's offline store already returns that order; Feast's
+    stock store does not)."""
+    if df[_ROW].is_monotonic_increasing:
+        return df.reset_index(drop=True)
+    return df.sort_values(_ROW).reset_index(drop=True)
 
 
 def online_features(store: FeatureStore, customer_ids: list[str], request_time: pd.Timestamp) -> pd.DataFrame:
