@@ -9,8 +9,9 @@
 * after both come back (our inference server on the same port, SNS on the moto server with an SQS
   subscription): alerts recorded vs delivered, and ``alert_id`` repeats among the SQS messages.
 
-Each trigger is one customer (cycling bad / good / calm) at its own event time; cooldown 0, so
-every "bad" trigger is an alert of each spec type.
+Each trigger is one customer (cycling bad / good / calm) at its own event time, one second apart;
+cooldown 36 s, so about every twelfth "bad" trigger is an alert of each spec type (a few hundred
+alerts: reading thousands back through moto's SQS costs more than the rest of the benchmark).
 """
 from __future__ import annotations
 
@@ -63,7 +64,7 @@ def run(quick: bool = False) -> list[dict]:
         sns.subscribe(TopicArn=topic, Protocol="sqs", Endpoint=qarn, Attributes={"RawMessageDelivery": "true"})
         endpoint_hole, sns_hole = BlackHole(), BlackHole()
         config = ServingConfig(profile="aws-local", endpoint_url=endpoint_hole.url, topic_arn=topic,
-                               rules=SPEC_RULES, cooldown_hours=0.0, pending_retry_interval=0.0)
+                               rules=SPEC_RULES, cooldown_hours=0.01)
         down_sink = SnsSink(topic, client=sns_client(endpoint_url=sns_hole.url))
 
         # 1. the hook while both are down: SQLite state
@@ -86,8 +87,9 @@ def run(quick: bool = False) -> list[dict]:
         _time_hook(ddb_hook, 20, as_of - timedelta(days=1))
         dl = _time_hook(ddb_hook, max(n // 5, 100), as_of)
         row("trigger -> return, SNS + endpoint down, DynamoDB state (moto), p50", _pct(dl, 50), "ms")
-        row("trigger -> return, SNS + endpoint down, DynamoDB state (moto), p99", _pct(dl, 99), "ms",
-            "<= 50 ms", _pct(dl, 99) <= 50)
+        # moto runs in this process (its threads share the GIL with the benchmark): this is moto's
+        # latency under the machine's load, not DynamoDB's; no goal is judged on it
+        row("trigger -> return, SNS + endpoint down, DynamoDB state (moto), p99", _pct(dl, 99), "ms")
 
         # 3. the worker while the endpoint is down: one bounded attempt, everything stays pending
         pending = service.state.pending_count()
