@@ -121,9 +121,9 @@ def build_app(artifact, *, max_body_bytes: int, executor: ThreadPoolExecutor, ma
                 if (content_type or "").split(";")[0].strip().lower() == JSON_MEDIA:
                     return _error(400, "empty request body; expected JSON rows")
                 return _error(415, f"unsupported content type {content_type!r}; send {JSON_MEDIA}")
-            loop = asyncio.get_running_loop()
-            try:
-                out = await loop.run_in_executor(executor, artifact.invoke, body, content_type or "", accept)
+            try:  # in the pool even for one row: measured faster than running it on the event loop
+                out = await asyncio.get_running_loop().run_in_executor(
+                    executor, artifact.invoke, body, content_type or "", accept)
             except ValueError as exc:  # the artifact's client errors carry status_code
                 status = int(getattr(exc, "status_code", 400))
                 return _error(status if 400 <= status < 500 else 400, str(exc))

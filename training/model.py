@@ -126,6 +126,7 @@ class EnsembleNet(nn.Module):
         single = NetConfig(config.input_dim, config.hidden, config.dropout, config.heads)
         self.members = nn.ModuleList(MultiTaskNet(single) for _ in range(config.members))
         self._stacked_cache: tuple[tuple[int, ...], dict[str, torch.Tensor]] | None = None
+        self._stacked_from: list[torch.Tensor] | None = None
 
     def predict_tensors(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
         if self.training:
@@ -134,8 +135,11 @@ class EnsembleNet(nn.Module):
         return self._batched_predict(x)
 
     def _stacked(self) -> dict[str, torch.Tensor]:
-        """Member weights stacked per layer; cached until any parameter or buffer is modified."""
-        tensors = list(self.parameters()) + list(self.buffers())
+        """Member weights stacked per layer; cached until a parameter or buffer is modified in place
+        (optimizer steps, ``load_state_dict``) or given new storage (``.data =``, ``.to()``)."""
+        if self._stacked_from is None:  # walking the module tree costs more than the forward pass of one row
+            self._stacked_from = list(self.parameters()) + list(self.buffers())
+        tensors = self._stacked_from
         key = tuple(t._version for t in tensors) + tuple(t.data_ptr() for t in tensors)
         if self._stacked_cache is not None and self._stacked_cache[0] == key:
             return self._stacked_cache[1]
@@ -183,7 +187,8 @@ def build_net(config: NetConfig) -> nn.Module:
 
 def predict(model: MultiTaskNet | EnsembleNet, x: np.ndarray, batch_size: int = 4096) -> dict[str, np.ndarray]:
     """Probabilities for binary heads, 0-100 scores for health; float64 numpy arrays."""
-    model.eval()
+    if model.training:  # eval() walks every module: skip it when there is nothing to switch
+        model.eval()
     parts: dict[str, list[np.ndarray]] = {h: [] for h in model.config.heads}
     with torch.no_grad():
         for start in range(0, max(len(x), 1), batch_size):
