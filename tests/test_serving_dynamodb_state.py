@@ -80,3 +80,22 @@ def test_concurrent_triggers_emit_one_alert(state):
         t.join()
     assert sum(len(r) for r in results) == 1
     assert state.undelivered_count() == 1
+
+
+def test_recorded_triggers_and_rank_cuts(state):
+    # the hook's record: attempts 0, no error; recording again (a redelivered batch) changes nothing
+    state.add_triggers(["c1", "c2"], T0)
+    state.add_triggers(["c1"], T0)
+    assert [(p.customer_id, p.attempts, p.last_error) for p in state.pending()] == [("c1", 0, None), ("c2", 0, None)]
+    state.add_pending(["c1"], T0, "online lookup failed")      # the worker's failed attempt
+    state.add_triggers(["c1"], T0)                                # recorded again: the failure count stays
+    assert [(p.customer_id, p.attempts) for p in state.pending()] == [("c1", 1), ("c2", 0)]
+    state.remove_pending(["c1", "c2"], T0)
+    assert state.pending_count() == 0
+    # rank rules' cuts: the latest day's wins, an older day's never overwrites it
+    assert state.rank_threshold("churn_risk_top5pct") is None
+    state.set_rank_threshold("churn_risk_top5pct", 0.42, T0)
+    state.set_rank_threshold("churn_risk_top5pct", 0.40, T0 - timedelta(days=1))
+    assert state.rank_threshold("churn_risk_top5pct") == pytest.approx(0.42)
+    state.set_rank_threshold("churn_risk_top5pct", 0.37, T0 + timedelta(days=1))
+    assert state.rank_threshold("churn_risk_top5pct") == pytest.approx(0.37)
