@@ -25,8 +25,11 @@ All times are integer microseconds since the epoch (UTC) inside the SQL.
 """
 from __future__ import annotations
 
+import bisect
 import dataclasses
 import json
+import os
+import tempfile
 from datetime import datetime
 
 import duckdb
@@ -356,40 +359,108 @@ def load_events(con: duckdb.DuckDBPyConnection, events_uri: str, until_us: int |
     return until_us
 
 
-def run_backfill(events_uri: str, out_uri: str, until: datetime | None = None, progress: bool = True) -> BackfillResult:
-    """Compute all snapshot tables and write them as Parquet under ``out_uri``."""
+PARTITION_EVENTS = 300_000   # customer events per partition: what bounds the customer tables' memory
+MEMORY_LIMIT = "1500MB"      # DuckDB's buffer pool; sorts and large tables spill to a temporary directory
+
+
+def customer_partitions(counts: list[tuple[str, int]], max_events: int) -> list[tuple[str, str | None]]:
+    """Key ranges ``[lo, hi)`` (``hi`` None: open) over customers sorted by id, each holding at most
+    ``max_events`` events (a customer with more gets a range of its own)."""
+    if max_events < 1:
+        raise ValueError(f"max_events: expected a positive number of events per partition, got {max_events}")
+    bounds, size = [], 0
+    for cid, n in counts:
+        if not bounds or (size + n > max_events and size > 0):
+            bounds.append(cid)
+            size = 0
+        size += n
+    return [(lo, bounds[i + 1] if i + 1 < len(bounds) else None) for i, lo in enumerate(bounds)]
+
+
+def _stage_customer_events(con: duckdb.DuckDBPyConnection, parts: list[tuple[str, int]], work: str) -> str:
+    """Split the customers' events by partition in one pass (Parquet files per partition under
+    ``work``); ``parts``: (customer_id, partition). Returns the folder (``part=<i>/*.parquet``)."""
+    con.execute("CREATE OR REPLACE TEMP TABLE cust_part (customer_id VARCHAR, part INTEGER)")
+    con.executemany("INSERT INTO cust_part VALUES (?, ?)", parts)
+    folder = os.path.join(work, "events")
+    con.execute(f"""COPY (SELECT e.*, p.part FROM ev_all e JOIN cust_part p USING (customer_id))
+                    TO '{folder}' (FORMAT PARQUET, PARTITION_BY (part))""")
+    return folder
+
+
+def _customer_tables(con: duckdb.DuckDBPyConnection, until_us: int, work: str, max_events: int,
+                     progress: bool, write_part) -> int:
+    """The customer snapshot table, one partition of customers at a time, handed to ``write_part``
+    (an Arrow table) in key order; returns the number of rows."""
+    from tqdm import tqdm
+
+    counts = con.execute("SELECT customer_id, COUNT(*) FROM ev_all WHERE customer_id IS NOT NULL "
+                         "GROUP BY 1 ORDER BY 1").fetchall()
+    ranges = customer_partitions(counts, max_events) or [("", None)]
+    folder = None
+    if len(ranges) > 1:
+        starts = [lo for lo, _ in ranges]
+        folder = _stage_customer_events(con, [(cid, bisect.bisect_right(starts, cid) - 1) for cid, _ in counts], work)
+    stmts, rows = customer_sql(until_us), 0
+    for i in tqdm(range(len(ranges)), desc="backfill customers", unit="part", disable=not progress):
+        if folder is None:   # one partition: the log itself
+            con.execute("CREATE OR REPLACE TEMP VIEW ev AS SELECT * FROM ev_all")
+        else:
+            con.execute(f"""CREATE OR REPLACE TEMP TABLE ev_part AS SELECT * FROM read_parquet(
+                '{folder}/part={i}/*.parquet', hive_partitioning = false)""")
+            con.execute("CREATE OR REPLACE TEMP VIEW ev AS SELECT * FROM ev_part")
+        for stmt in stmts:
+            con.execute(stmt)
+        part = con.sql("SELECT * FROM customer_snapshots").to_arrow_table()
+        rows += part.num_rows
+        write_part(part)
+    for table in ("ev_part", "cust_inst", "cust_snap", "cust_lag", "customer_snapshots"):
+        con.execute(f"DROP TABLE IF EXISTS {table}")
+    return rows
+
+
+def run_backfill(events_uri: str, out_uri: str, until: datetime | None = None, progress: bool = True,
+                 partition_events: int = PARTITION_EVENTS, memory_limit: str = MEMORY_LIMIT) -> BackfillResult:
+    """Compute all snapshot tables and write them as Parquet under ``out_uri``.
+
+    Customers are processed in key ranges of at most ``partition_events`` events each, and DuckDB
+    spills beyond ``memory_limit``: the peak memory does not grow with the number of customers."""
     from tqdm import tqdm
 
     con = connect(events_uri)
-    until_us = None if until is None else to_us(until)
-    until_us = load_events(con, events_uri, until_us)
-    first_us = con.execute("SELECT MIN(tsu) FROM ev_all").fetchone()[0]
-    if first_us is None:
-        raise ValueError(f"no events at or before {until} under {events_uri}")
-    first_day, until_day = first_us // DAY_US, until_us // DAY_US
-    steps = customer_sql(until_us)
-    steps += _group_sql(C.TUTOR_VIEW, "tutor_id", C.TUTOR_METRICS, [(f.name, f) for f in C.TUTOR_FEATURES],
-                        first_day, until_day)
-    steps += _group_sql(C.SUBJECT_VIEW, "subject", C.SUBJECT_METRICS, C.subject_view_columns(),
-                        first_day, until_day, all_subjects=True)
-    steps.append(_marketplace_sql())
-    for stmt in tqdm(steps, desc="backfill", unit="step", disable=not progress):
-        con.execute(stmt)
-    outputs = {
-        C.CUSTOMER_VIEW: "customer_snapshots", C.TUTOR_VIEW: C.TUTOR_VIEW, C.SUBJECT_VIEW: C.SUBJECT_VIEW,
-        C.MARKETPLACE_VIEW: C.MARKETPLACE_VIEW,
-    }
-    written = {}
-    for view, table in outputs.items():
-        uri = f"{out_uri.rstrip('/')}/{view}.parquet"
-        _write(con, table, uri)
-        written[view] = uri
-    later = con.execute(f"SELECT COUNT(*) FROM ev_raw WHERE tsu > {until_us}").fetchone()[0]
-    valid_before_us = until_us + 1 if later else (until_us // DAY_US + 1) * DAY_US
-    write_horizon(out_uri, until_us, valid_before_us, first_us)
-    count = lambda t: con.execute(f"SELECT COUNT(*) FROM {t}").fetchone()[0]  # noqa: E731
-    return BackfillResult(count("customer_snapshots"), count(C.TUTOR_VIEW), count(C.MARKETPLACE_VIEW),
-                          from_us(first_us), from_us(until_us), written)
+    with tempfile.TemporaryDirectory(prefix="backfill-") as work:
+        con.execute(f"SET temp_directory = '{os.path.join(work, 'spill')}'")
+        con.execute(f"SET memory_limit = '{memory_limit}'")
+        until_us = None if until is None else to_us(until)
+        until_us = load_events(con, events_uri, until_us)
+        first_us = con.execute("SELECT MIN(tsu) FROM ev_all").fetchone()[0]
+        if first_us is None:
+            raise ValueError(f"no events at or before {until} under {events_uri}")
+        first_day, until_day = first_us // DAY_US, until_us // DAY_US
+        customer_uri = f"{out_uri.rstrip('/')}/{C.CUSTOMER_VIEW}.parquet"
+        with _ParquetParts(customer_uri) as customer_out:
+            customer_rows = _customer_tables(con, until_us, work, partition_events, progress, customer_out.write)
+        steps = _group_sql(C.TUTOR_VIEW, "tutor_id", C.TUTOR_METRICS, [(f.name, f) for f in C.TUTOR_FEATURES],
+                           first_day, until_day)
+        steps += _group_sql(C.SUBJECT_VIEW, "subject", C.SUBJECT_METRICS, C.subject_view_columns(),
+                            first_day, until_day, all_subjects=True)
+        steps.append(_marketplace_sql())
+        for stmt in tqdm(steps, desc="backfill groups", unit="step", disable=not progress):
+            con.execute(stmt)
+        outputs = {C.TUTOR_VIEW: C.TUTOR_VIEW, C.SUBJECT_VIEW: C.SUBJECT_VIEW, C.MARKETPLACE_VIEW: C.MARKETPLACE_VIEW}
+        written = {C.CUSTOMER_VIEW: customer_uri}
+        for view, table in outputs.items():
+            uri = f"{out_uri.rstrip('/')}/{view}.parquet"
+            _write(con, table, uri)
+            written[view] = uri
+        later = con.execute(f"SELECT COUNT(*) FROM ev_raw WHERE tsu > {until_us}").fetchone()[0]
+        valid_before_us = until_us + 1 if later else (until_us // DAY_US + 1) * DAY_US
+        write_horizon(out_uri, until_us, valid_before_us, first_us)
+        count = lambda t: con.execute(f"SELECT COUNT(*) FROM {t}").fetchone()[0]  # noqa: E731
+        result = BackfillResult(customer_rows, count(C.TUTOR_VIEW), count(C.MARKETPLACE_VIEW),
+                                from_us(first_us), from_us(until_us), written)
+        con.close()
+    return result
 
 
 def write_horizon(out_uri: str, until_us: int, valid_before_us: int, first_us: int) -> None:
@@ -413,12 +484,36 @@ def read_horizon(features_uri: str) -> Horizon | None:
     return Horizon(from_us(int(doc["until_us"])), from_us(int(doc["valid_before_us"])))
 
 
+class _ParquetParts:
+    """One Parquet file written part by part (Arrow tables of one schema, in order)."""
+
+    def __init__(self, uri: str):
+        self.uri = uri
+        self._file = self._writer = None
+
+    def __enter__(self):
+        return self
+
+    def write(self, table) -> None:
+        import pyarrow.parquet as pq
+
+        if self._writer is None:
+            fs, path = filesystem(self.uri)
+            if not self.uri.startswith("s3://"):
+                os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
+            self._file = fs.open(path, "wb")
+            self._writer = pq.ParquetWriter(self._file, table.schema, coerce_timestamps="us")
+        self._writer.write_table(table)
+
+    def __exit__(self, *exc) -> None:
+        if self._writer is not None:
+            self._writer.close()
+            self._file.close()
+
+
 def _write(con: duckdb.DuckDBPyConnection, table: str, uri: str) -> None:
     if uri.startswith("s3://"):
-
-        write_parquet(con.execute(f"SELECT * FROM {table}").to_arrow_table(), uri)
+        write_parquet(con.sql(f"SELECT * FROM {table}").to_arrow_table(), uri)
     else:
-        import os
-
         os.makedirs(os.path.dirname(uri) or ".", exist_ok=True)
         con.execute(f"COPY {table} TO '{uri}' (FORMAT PARQUET)")
