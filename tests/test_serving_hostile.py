@@ -66,7 +66,8 @@ def with_value(value_json: str) -> bytes:
 
 HOSTILE = [
     # (case, raw request or body, expected status, words the error must contain)
-    ("nested 1,000 deep", b"[" * 1000 + b"]" * 1000, 400, "nested too deeply"),
+    ("nested 1,000 deep", b"[" * 1000 + b"]" * 1000, 400, "expected a JSON object"),
+    ("nested 1,500 deep", b"[" * 1500 + b"]" * 1500, 400, "nested too deeply"),
     ("nested 100,000 deep", b'{"instances": ' + b"[" * 100_000 + b"]" * 100_000 + b"}", 400, "nested too deeply"),
     ("1e39 (beyond float32)", with_value("1e39"), 400, f"'{NUMERIC}' (row 0)"),
     ("-1e39", with_value("-1e39"), 400, "float32"),

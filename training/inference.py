@@ -60,6 +60,11 @@ MAX_ROWS = int(os.environ.get("MHP_MAX_ROWS_PER_REQUEST", "10000"))
 INPUT_CLIP = 1e6
 
 
+try:  # ~8x faster on numbers than json; absent in the SageMaker container, where json does it all
+    import orjson
+except ImportError:
+    orjson = None
+
 try:  # the SageMaker inference toolkit, present in the SageMaker PyTorch inference container
     from sagemaker_inference.errors import GenericInferenceToolkitError as _ToolkitError
 except ImportError:  # our own server (serving/server.py) maps status_code itself
@@ -149,7 +154,16 @@ class _NonFinite:
 
 
 def _parse_json(text: str) -> tuple[Any, bool]:
-    """-> (payload, whether a NaN/Infinity literal occurred)."""
+    """-> (payload, whether a NaN/Infinity literal occurred).
+
+    orjson (where installed) parses strict JSON; anything it refuses (NaN, Infinity, depth, a
+    number beyond float64, ...) is parsed again by json, whose failures carry the specific message.
+    Both give the same values for any JSON orjson accepts."""
+    if orjson is not None:
+        try:
+            return orjson.loads(text), False
+        except orjson.JSONDecodeError:
+            pass
     seen: list[str] = []
 
     def constant(literal: str) -> _NonFinite:
@@ -277,6 +291,12 @@ def _columns(batch: ColumnBatch, model: ModelBundle) -> dict[str, Any]:
     if missing:
         raise InferenceInputError(str(_preprocess.MissingFeaturesError(missing)))
     n = len(batch.data)
+    try:  # one (rows, columns) object array, columns as views; nested values make it 3-D or fail
+        matrix = np.array(batch.data, dtype=object)
+    except ValueError:
+        matrix = None
+    if matrix is not None and matrix.shape == (n, len(batch.columns)):
+        return {name: matrix[:, j] for j, name in enumerate(batch.columns)}
     return {name: np.fromiter(col, dtype=object, count=n) for name, col in zip(batch.columns, zip(*batch.data))}
 
 
