@@ -24,6 +24,7 @@ undelivered alerts exist only while the sink is down, pending requests only whil
 from __future__ import annotations
 
 import json
+from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
 from typing import Any, Iterable
 
@@ -36,6 +37,7 @@ UNDELIVERED = "#undelivered"
 PENDING = "#pending"
 RANK = "#rank"
 _MAX_TXN_ATTEMPTS = 8
+_TRIGGER_WORKERS = 10   # botocore's default connection pool size (max_pool_connections)
 
 
 def _sk(as_of_us: int, key: str) -> str:
@@ -48,6 +50,7 @@ class DynamoDBServingState:
             raise ValueError("serving state table: expected a DynamoDB table name (MHP_SERVING_TABLE), got ''")
         self.table = table
         self.ddb = client or aws.boto3_client("dynamodb")
+        self._pool: ThreadPoolExecutor | None = None
 
     @staticmethod
     def create_table(table: str, client=None) -> None:
@@ -60,7 +63,9 @@ class DynamoDBServingState:
                                                {"AttributeName": "sk", "AttributeType": "S"}])
 
     def close(self) -> None:
-        return None
+        if self._pool is not None:
+            self._pool.shutdown()
+            self._pool = None
 
     # --- cooldown + outbox ------------------------------------------------------------------
     def _cooldown(self, customer_id: str, alert_type: str) -> int | None:
@@ -190,7 +195,8 @@ class DynamoDBServingState:
     def add_triggers(self, customer_ids: Iterable[str], as_of: datetime) -> None:
         """Record scoring requests to serve later (the hook's only work); an existing one is left as is."""
         t = to_us(as_of)
-        for c in dict.fromkeys(customer_ids):
+
+        def record(c: str) -> None:
             self.ddb.update_item(
                 TableName=self.table, Key={"pk": {"S": PENDING}, "sk": {"S": _sk(t, c)}},
                 UpdateExpression="SET customer_id = :c, as_of_us = :t, #s = if_not_exists(#s, :s), "
@@ -198,6 +204,16 @@ class DynamoDBServingState:
                 ExpressionAttributeNames={"#s": "state"},
                 ExpressionAttributeValues={":c": {"S": c}, ":t": {"N": str(t)}, ":s": {"S": "retry"},
                                            ":zero": {"N": "0"}})
+
+        ids = list(dict.fromkeys(customer_ids))
+        if len(ids) == 1:
+            record(ids[0])
+            return
+        # one round trip per customer: a batch's hot customers go in parallel (boto3 clients are
+        # thread-safe), so the hook's time grows with batch size / _TRIGGER_WORKERS, not batch size
+        if self._pool is None:
+            self._pool = ThreadPoolExecutor(_TRIGGER_WORKERS, thread_name_prefix="serving-state")
+        list(self._pool.map(record, ids))
 
     def remove_pending(self, customer_ids: Iterable[str], as_of: datetime) -> None:
         # called after every successful scoring: read the (usually empty) partition's keys
