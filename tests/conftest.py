@@ -15,7 +15,8 @@ from core import local_aws
 FAST_LANE = {
     "test_architecture.py", "test_contract.py", "test_events_doc.py", "test_features_doc.py",
     "test_feature_declarations.py", "test_state_snapshot.py",
-    "test_feature_engines.py", "test_feast_online.py", "test_ingestion_handler.py", "test_ingestion_state.py",
+    "test_feature_engines.py", "test_backfill_partitions.py", "test_feast_online.py", "test_online_encoding.py",
+    "test_ingestion_handler.py", "test_ingestion_state.py",
     "test_ingestion_properties.py", "test_ingestion_disorder.py", "test_serving_server.py", "test_serving_alerts.py",
     "test_serving_rule_quality.py",
     "test_training_preprocess.py", "test_training_model.py", "test_training_launcher.py",
