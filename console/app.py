@@ -161,11 +161,22 @@ def create_app(console: Console) -> FastAPI:
         scored = console.score(cid, t)
         console.history.refresh()
         past = console.history.vectors(cid, 60)
-        past_preds = console.invoke([{c: v.get(c) for c in console.scorer.columns} for v in past])
+        past_rows = [{c: v.get(c) for c in console.scorer.columns} for v in past]
+        past_preds: list[dict] = []
+
+        def invoke_with_history(rows: list[dict]) -> list[dict]:
+            # the history rides along with the occlusion batch: one endpoint call instead of two
+            extra = past_rows if not past_preds and past_rows else []
+            preds = console.invoke(extra + rows)
+            past_preds.extend(preds[:len(extra)])
+            return preds[len(extra):]
+
+        top = explain([scored.features], [scored.prediction], [[(h, HEAD_DIRECTION[h]) for h in HEADS]],
+                      console.scorer.columns, invoke_with_history, top_k=5)[0]
+        if past_rows and not past_preds:        # nothing to occlude: the history alone
+            past_preds = console.invoke(past_rows)
         times = [str(v["request_time"]) for v in past] + [isoformat_z(t)]
         series = {h: [float(p[h]) for p in past_preds] + [float(scored.prediction[h])] for h in HEADS}
-        top = explain([scored.features], [scored.prediction], [[(h, HEAD_DIRECTION[h]) for h in HEADS]],
-                      console.scorer.columns, console.invoke, top_k=5)[0]
         stamps = console.view_timestamps(cid, t)
         groups: dict[str, list[dict]] = {c: [] for c in CATEGORIES}
         for name, value in scored.features.items():
