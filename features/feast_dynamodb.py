@@ -43,6 +43,7 @@ from concurrent.futures import ThreadPoolExecutor
 from datetime import timezone
 from typing import Literal
 
+import mmh3
 from botocore.exceptions import ClientError
 from feast.infra.online_stores.dynamodb import (
     DynamoDBOnlineStore,
@@ -52,6 +53,8 @@ from feast.infra.online_stores.dynamodb import (
     _to_client_write_item,
 )
 from feast.utils import to_naive_utc
+
+from .online_encoding import EncodedRow
 
 TYPE = "features.feast_dynamodb.GuardedDynamoDBOnlineStore"
 CONDITION = "attribute_not_exists(entity_id) OR event_ts <= :new"
@@ -92,6 +95,22 @@ class GuardedDynamoDBOnlineStore(DynamoDBOnlineStore):
             self._write_transactions(client, name, items)
         if progress:
             progress(len(data))
+
+    def write_encoded(self, config, table, rows: list[EncodedRow]) -> None:
+        """Rows already in the stored encoding (``features.online_encoding``; the ingester's push),
+        written with the same conditions as ``online_write_batch``."""
+        online = config.online_store
+        client = self._get_dynamodb_client(online.region, online.endpoint_url, online.session_based_auth)
+        latest: dict[bytes, EncodedRow] = {}
+        for r in rows:   # one row per entity, the latest clock (ties: the last given)
+            if r.key not in latest or r.clock_us >= latest[r.key].clock_us:
+                latest[r.key] = r
+        items = [encoded_item(r) for r in latest.values()]
+        if getattr(online, "write_mode", "put") == "put":
+            self._write_items_one_by_one(client, _get_table_name(online, config, table), items,
+                                         getattr(online, "max_write_workers", 8))
+        else:
+            self._write_transactions(client, _get_table_name(online, config, table), items)
 
     async def online_write_batch_async(self, config, table, data, progress) -> None:
         # Feast's async writer is unconditional BatchWriteItem too; the guarded one, off the loop
@@ -146,6 +165,13 @@ class GuardedDynamoDBOnlineStore(DynamoDBOnlineStore):
 def _item(config, entity_key, values, timestamp) -> dict:
     # UTC, so that event_ts strings compare in time order (an offset other than +00:00 would not)
     return _to_client_write_item(config, entity_key, values, to_naive_utc(timestamp).replace(tzinfo=timezone.utc))
+
+
+def encoded_item(row: EncodedRow) -> dict:
+    """Feast's DynamoDB item (``_to_client_write_item``) of an encoded row."""
+    return {"entity_id": {"S": mmh3.hash_bytes(row.key).hex()},
+            "event_ts": {"S": str(row.event_time().replace(tzinfo=timezone.utc))},
+            "values": {"M": {n: {"B": row.flat[2 * i]} for i, n in enumerate(row.names)}}}
 
 
 def _put(table_name: str, item: dict) -> dict:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import math
 import random
 import sqlite3
+from datetime import timezone
 
 import pytest
 from feast.data_source import PushMode
@@ -105,3 +106,21 @@ def test_bad_values_and_rows_fail_with_clear_errors(world):
         pusher.push([("c1", 1, row)])
     with pytest.raises(ValueError, match="push source 'nope'"):
         FeastPusher(direct, push_source="nope").push([("c1", 1, row)])
+
+
+def test_dynamodb_items_of_encoded_rows_are_feasts(world):
+    from feast.infra.online_stores.dynamodb import _to_client_write_item
+
+    from features.feast_dynamodb import encoded_item
+    from features.online_encoding import RowEncoder
+
+    history, (_, direct) = world
+    snaps = replay(history, UNTIL)
+    view = direct.get_feature_view(C.CUSTOMER_VIEW)
+    encoder = RowEncoder(view, direct.config.entity_key_serialization_version)
+    for cid in sorted(snaps)[:3]:
+        clock = max(snaps[cid])
+        (row,) = encoder.encode([(cid, clock + 7, _edge_row(snaps[cid][clock]))])   # a sub-second clock
+        key, values, when, _ = row.to_feast(encoder.entity_key(cid))
+        assert encoded_item(row) == _to_client_write_item(direct.config, key, values,
+                                                          when.replace(tzinfo=timezone.utc))
