@@ -14,7 +14,7 @@ import argparse
 import importlib
 import sys
 
-from core.errors import UsageError
+from mhp.cli_errors import ArgumentError, check_aws_local_endpoint, report
 
 COMMAND_MODULES: list[str] = [
     "mhp.commands.simulate",
@@ -35,8 +35,15 @@ PROJECT_PACKAGES = frozenset({"core", "events", "labels", "simulator", "validati
                               "training", "serving", "mhp"})
 
 
+class Parser(argparse.ArgumentParser):
+    """argparse that raises instead of printing usage and exiting: ``main`` prints the one line."""
+
+    def error(self, message: str):
+        raise ArgumentError(message, self.prog)
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="mhp", description="Marketplace Health Platform")
+    parser = Parser(prog="mhp", description="Marketplace Health Platform")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
     unavailable = []
@@ -55,13 +62,26 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Run one command; every failure is one line on stderr and a non-zero exit (mhp/cli_errors.py)."""
     parser = build_parser()
-    args = parser.parse_args(argv)
     try:
+        args = parser.parse_args(argv)
+    except ArgumentError as exc:
+        # unknown options surface from the top-level parser: name the command they were given to
+        words = list(sys.argv[1:] if argv is None else argv)
+        command = next((w for w in words if not w.startswith("-")), None)
+        known = next(a.choices for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+        command = command if command in known else None
+        prog = exc.prog if exc.prog != "mhp" or command is None else f"mhp {command}"
+        return report(prog.removeprefix("mhp").strip() or None, exc.with_help(prog))
+    try:
+        # aws-local needs its moto server: check it is there before botocore retries for a minute (a
+        # workspace command without an s3:// --data-uri fails on that argument first)
+        if getattr(args, "profile", None) == "aws-local" and str(getattr(args, "data_uri", "s3://")).startswith("s3://"):
+            check_aws_local_endpoint()
         return int(args.func(args) or 0)
-    except UsageError as exc:
-        print(f"mhp {args.command}: error: {exc}", file=sys.stderr)
-        return 2
+    except (Exception, KeyboardInterrupt) as exc:
+        return report(args.command, exc)
 
 
 if __name__ == "__main__":

@@ -8,6 +8,7 @@ from datetime import datetime, timezone
 from core import storage, workspace
 from core.errors import UsageError
 from core.times import parse_utc_time
+from mhp.commands.prerequisites import require_applied, require_backfill
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -45,13 +46,17 @@ def cmd_backfill(args) -> int:
     reports.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
     if not args.no_validate:
-        from features.quality import check_event_log  # lazy: loaded only when this command runs (keeps `mhp --help` light)
+        from features.quality import (
+            check_event_log,  # lazy: loaded only when this command runs (keeps `mhp --help` light)
+        )
 
         gate = check_event_log(ws.events, until or datetime.max.replace(tzinfo=timezone.utc), reports)
         print(f"event log gate: {gate.row_count:,} rows pass {len(gate.outcomes)} checks ({gate.report_path})")
     res = run_backfill(ws.events, ws.features, until=until)
     if not args.no_validate:
-        from features.quality import check_snapshots  # lazy: loaded only when this command runs (keeps `mhp --help` light)
+        from features.quality import (
+            check_snapshots,  # lazy: loaded only when this command runs (keeps `mhp --help` light)
+        )
 
         for gate in check_snapshots(res.outputs, reports):
             print(f"{gate.suite_name} gate: {gate.row_count:,} rows pass {len(gate.outcomes)} checks")
@@ -70,9 +75,10 @@ def _store(ws):
 
 
 def cmd_apply(args) -> int:
+    ws = workspace.from_args(args)
+    require_backfill(ws)
     from features.store import apply  # lazy: loaded only when this command runs (keeps `mhp --help` light)
 
-    ws = workspace.from_args(args)
     names = apply(_store(ws), ws.features)
     print(f"apply: registered {len(names)} objects ({ws.profile}): {', '.join(names)}")
     return 0
@@ -82,7 +88,9 @@ def cmd_materialize(args) -> int:
     from features import catalog as C  # lazy: loaded only when this command runs (keeps `mhp --help` light)
 
     ws = workspace.from_args(args)
+    require_backfill(ws)
     store = _store(ws)
+    require_applied(store, ws)
     known = [C.CUSTOMER_VIEW, *C.BATCH_VIEWS]
     views = {"all": known, "batch": known[1:]}.get(args.views) or [v.strip() for v in args.views.split(",")]
     unknown = sorted(set(views) - set(known))
@@ -103,7 +111,11 @@ def cmd_materialize(args) -> int:
 def cmd_doc(args) -> int:
     from features.docs import render  # lazy: loaded only when this command runs (keeps `mhp --help` light)
 
-    with open(args.out, "w") as f:
-        f.write(render())
+    text = render()
+    try:
+        with open(args.out, "w") as f:
+            f.write(text)
+    except OSError as exc:
+        raise UsageError(f"--out: cannot write {args.out!r}: {exc.strerror or exc}") from None
     print(f"wrote {args.out}")
     return 0

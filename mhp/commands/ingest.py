@@ -2,11 +2,13 @@
 from __future__ import annotations
 
 import argparse
+import logging
 import time
 from pathlib import Path
 
 from core import aws, workspace
 from core.errors import UsageError
+from mhp.commands.prerequisites import require_applied, require_backfill
 
 STATE_TABLE = "mhp-ingestion-state"
 DLQ_NAME = "mhp-ingestion-dead-letters"
@@ -46,11 +48,11 @@ def build_ingester(ws: workspace.Workspace):
         SQLiteDeadLetters,
         SQSDeadLetters,
     )
-    from ingestion.handler import Ingester  # lazy: loaded only when this command runs (keeps `mhp --help` light)
-    from ingestion.push import FeastPusher  # lazy: loaded only when this command runs (keeps `mhp --help` light)
     from ingestion.dynamodb_state_store import (  # lazy: loaded only when this command runs (keeps `mhp --help` light)
         DynamoDBStateStore,
     )
+    from ingestion.handler import Ingester  # lazy: loaded only when this command runs (keeps `mhp --help` light)
+    from ingestion.push import FeastPusher  # lazy: loaded only when this command runs (keeps `mhp --help` light)
     from ingestion.state_store import (  # lazy: loaded only when this command runs (keeps `mhp --help` light)
         SQLiteStateStore,
     )
@@ -83,9 +85,6 @@ def summary(totals, seconds: float, extra: dict | None = None) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
-    from tqdm import tqdm
-
-
     ws = workspace.from_args(args)
     batch_size = _positive("batch-size", args.batch_size)
     if args.source is not None:
@@ -93,25 +92,65 @@ def run(args: argparse.Namespace) -> int:
         if not path.is_file():
             raise UsageError(f"--from: expected a stream.jsonl file (from `mhp simulate`), got {args.source!r}")
     max_retries = _positive("max-retries", args.max_retries) if args.kinesis else 0
-    ingester, _ = build_ingester(ws)
+    require_backfill(ws)
+    ingester, store = build_ingester(ws)
+    require_applied(store, ws)
     t0 = time.perf_counter()
+    with FirstHandlerError() as first_error:
+        extra, failed = _ingest(args, ingester, batch_size, max_retries)
+    print(summary(ingester.totals, time.perf_counter() - t0, extra))
+    if failed:
+        raise RuntimeError(f"{failed:,} record(s) failed and were not applied"
+                           + (f"; first error: {first_error.message}" if first_error.message else ""))
+    return 0
+
+
+class FirstHandlerError(logging.Handler):
+    """While the CLI ingests, the handler's per-batch error logs (JSON with a traceback each, for a
+    Lambda's log stream) are kept out of the terminal: the first message goes into the summary."""
+
+    def __init__(self):
+        super().__init__(logging.ERROR)
+        self.message: str | None = None
+        self._logger = logging.getLogger("mhp-ingestion")
+        self._saved: list[logging.Handler] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if self.message is None:
+            exc = record.exc_info[1] if record.exc_info else None
+            self.message = f"{record.getMessage()}: {exc}" if exc else record.getMessage()
+
+    def __enter__(self) -> "FirstHandlerError":
+        self._saved = list(self._logger.handlers)
+        for h in self._saved:
+            self._logger.removeHandler(h)
+        self._logger.addHandler(self)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._logger.removeHandler(self)
+        for h in self._saved:
+            self._logger.addHandler(h)
+
+
+def _ingest(args, ingester, batch_size: int, max_retries: int) -> tuple[dict, int]:
+    """(summary lines, records that failed for good: a replay does not retry, the poller gives up)."""
+    from tqdm import tqdm
+
     if args.source is not None:
         from ingestion.replay import StreamReplay  # lazy: loaded only when this command runs (keeps `mhp --help` light)
 
-        with open(path, "rb") as f:
+        with open(args.source, "rb") as f:
             total = sum(1 for line in f if line.strip())
         with tqdm(total=total, desc="ingest", unit="rec", disable=args.no_progress) as bar:
-            rep = StreamReplay(ingester, path, batch_size=batch_size, progress=bar)
+            rep = StreamReplay(ingester, Path(args.source), batch_size=batch_size, progress=bar)
             rep.run_until(None)
-        extra = {"handler calls": f"{rep.invocations:,}", "day ticks sent": f"{rep.ticks_sent:,}"}
-    else:
-        from ingestion.kinesis_poller import KinesisPoller  # lazy: loaded only when this command runs (keeps `mhp --help` light)
+        return {"handler calls": f"{rep.invocations:,}", "day ticks sent": f"{rep.ticks_sent:,}"}, len(rep.failures)
+    from ingestion.kinesis_poller import KinesisPoller  # lazy: loaded only when this command runs (keeps `mhp --help` light)
 
-        poller = KinesisPoller(ingester, aws.boto3_client("kinesis"), args.kinesis, ingester.store,
-                               batch_size=batch_size, max_retries=max_retries)
-        poller.poll()
-        s = poller.stats
-        extra = {"handler calls": f"{s.invocations:,}", "retries": f"{s.retries:,} (bisections {s.bisections:,})",
-                 "given up": f"{s.given_up:,}"}
-    print(summary(ingester.totals, time.perf_counter() - t0, extra))
-    return 0
+    poller = KinesisPoller(ingester, aws.boto3_client("kinesis"), args.kinesis, ingester.store,
+                           batch_size=batch_size, max_retries=max_retries)
+    poller.poll()
+    s = poller.stats
+    return {"handler calls": f"{s.invocations:,}", "retries": f"{s.retries:,} (bisections {s.bisections:,})",
+            "given up": f"{s.given_up:,}"}, s.given_up

@@ -2,12 +2,14 @@
 from __future__ import annotations
 
 import json
+import logging
 import sys
 from datetime import datetime, timezone
 
 from core import workspace
 from core.errors import UsageError
 from core.times import parse_utc_time
+from mhp.commands.prerequisites import require_applied
 
 
 def register(subparsers) -> None:
@@ -49,14 +51,23 @@ def register(subparsers) -> None:
 
 
 def cmd_serve(args) -> int:
+    import tarfile
+
     from serving.server import InferenceServer  # lazy: loaded only when this command runs (keeps `mhp --help` light)
 
+    if not 0 <= args.port <= 65535:
+        raise UsageError(f"--port: expected 0-65535 (0: any free port), got {args.port}")
+    if args.max_body_bytes < 1:
+        raise UsageError(f"--max-body-bytes: expected a positive number of bytes, got {args.max_body_bytes}")
     try:
         server = InferenceServer(args.model, host=args.host, port=args.port, max_body_bytes=args.max_body_bytes)
     except FileNotFoundError as exc:
         raise UsageError(f"--model: {exc}") from None
+    except (tarfile.TarError, EOFError, ValueError, KeyError) as exc:
+        raise UsageError(f"--model: {args.model!r} is not a model.tar.gz or model directory from `mhp train` "
+                         f"({type(exc).__name__}: {exc})") from None
     except OSError as exc:
-        raise UsageError(f"--port: cannot listen on {args.host}:{args.port}: {exc}") from None
+        raise UsageError(f"--port: cannot listen on {args.host}:{args.port}: {exc.strerror or exc}") from None
     print(f"serving {server.model_version} on {server.url} (GET /ping, POST /invocations)", flush=True)
     try:
         server.serve_forever()
@@ -93,6 +104,9 @@ def cmd_score(args) -> int:
         raise UsageError("--at: required with --all (the batch's event time, e.g. 2025-03-01T00:00:00Z)")
     at = parse_utc_time(args.at, "--at") if args.at else datetime.now(timezone.utc)
     store = open_store(ws.profile, ws.feast_state, None if ws.profile == "local" else ws.root)
+    require_applied(store, ws)
+    # the run's errors are in its one-line summary; the service's per-request warnings stay out of the terminal
+    logging.getLogger("mhp.serving").addHandler(logging.NullHandler())
     service = build_service(config, store, ws.state)
     if args.recover:
         out = service.recover()
@@ -112,7 +126,10 @@ def cmd_score(args) -> int:
     for a in out.alerts:
         print(f"ALERT {a['severity']:8s} {a['type']:22s} {a['customer_id']}  top: "
               + ", ".join(f"{f['feature']}={f['value']}" for f in a["top_features"][:3]))
-    print(out.summary(), file=sys.stderr if out.errors else sys.stdout)
+    if out.errors:  # the failure line: what was kept pending and why
+        print(f"mhp score: error: {out.summary()}", file=sys.stderr)
+    else:
+        print(out.summary())
     return 1 if (out.pending or out.rejected or out.publish.failed) else 0
 
 

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
 from core.errors import UsageError
 from simulator.config import (
@@ -85,6 +86,11 @@ def run(args: argparse.Namespace) -> int:
     disorder = disorder_from_args(args)
     if not args.out or not str(args.out).strip():
         raise UsageError("--out: expected a folder or s3://bucket/prefix, got an empty string")
+    if "://" not in str(args.out):
+        try:  # an unwritable folder fails here with its name, not deep inside the writer
+            Path(args.out).mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise UsageError(f"--out: cannot create the folder {args.out!r}: {exc.strerror or exc}") from None
 
     def days(r):
         return tqdm(r, desc="simulating", unit="day", disable=args.no_progress)

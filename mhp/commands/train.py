@@ -62,10 +62,12 @@ def run(args: argparse.Namespace) -> int:
             hps[key] = HYPERPARAMETERS[key][0](_decode_string(value))
         except (ValueError, TypeError) as exc:
             raise UsageError(f"--set {name}={value!r}: {exc}") from None
-    if args.epochs is not None:
-        hps["epochs"] = HYPERPARAMETERS["epochs"][0](args.epochs)
-    if args.seed is not None:
-        hps["seed"] = HYPERPARAMETERS["seed"][0](args.seed)
+    for key, value in (("epochs", args.epochs), ("seed", args.seed)):
+        if value is not None:
+            try:
+                hps[key] = HYPERPARAMETERS[key][0](value)
+            except (ValueError, TypeError) as exc:
+                raise UsageError(f"--{key}: {exc}, got {value}") from None
     if args.no_baselines:
         hps["baselines"] = False
     if args.no_gate:
