@@ -124,3 +124,16 @@ def test_an_unexpected_error_is_one_line_naming_its_type_and_the_debug_switch(pl
     monkeypatch.setenv("MHP_TRACEBACK", "1")
     with pytest.raises(TypeError, match="boom"):
         main(["apply", "--workspace", str(places / "empty")])
+
+
+def test_ingest_with_failing_pushes_exits_1_with_a_summary_and_no_tracebacks(places, capsys, tmp_path):
+    ws = tmp_path / "ws"
+    shutil.copytree(places / "applied", ws)
+    online = ws / "feast" / "online.db"  # the online store cannot be opened: every push fails
+    online.unlink()
+    online.mkdir()
+    rc, out, err = _run(["ingest", "--from", str(ws / "stream.jsonl"), "--workspace", str(ws), "--no-progress"],
+                        places, capsys)
+    assert rc == 1 and "ingest:" in out and "retried (batchItemFailures)" in out
+    assert "Traceback" not in out + err and '"level":"ERROR"' not in out
+    assert err.count("\n") == 1 and "record(s) failed and were not applied; first error: state store or push failed" in err
