@@ -2,7 +2,9 @@
 
 One JSON line per scored (customer, request time): ``customer_id``, ``request_time``
 (ISO-8601 UTC), ``model_version`` and the model's feature vector exactly as sent to the
-endpoint, under the training set's column names (nulls as null).
+endpoint, under the training set's column names (nulls as null). JSON carries no column types:
+the reader (``validation.drift.load_serving_log``) gives each column the training set's type, so a
+boolean with nulls stays a boolean.
 """
 from __future__ import annotations
 
