@@ -73,6 +73,12 @@ srv.serve_forever()
 """
 
 
+def _cpu_seconds(pid: int) -> float:
+    """user + system CPU of a process (Linux /proc): the server's own work, whatever the machine's load."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def _timed_posts(port: int, body: bytes, n: int, out: list[float], barrier=None) -> None:
     import http.client
 
@@ -92,7 +98,8 @@ def _timed_posts(port: int, body: bytes, n: int, out: list[float], barrier=None)
 
 
 def _inference_server(model: Path, vec: dict, quick: bool) -> list[dict]:
-    rows = []
+    rows = [dict(benchmark="serving", metric="load average (1 min) before the inference server runs",
+                 value=os.getloadavg()[0], unit="")]
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(Path(__file__).resolve().parents[1])]
                                                       + sys.path)}
     proc = subprocess.Popen([sys.executable, "-c", _SERVE, str(model)], stdout=subprocess.PIPE, env=env, text=True)
@@ -102,11 +109,15 @@ def _inference_server(model: Path, vec: dict, quick: bool) -> list[dict]:
         warm: list[float] = []
         _timed_posts(port, one, 100, warm)
         lat: list[float] = []
+        cpu0 = _cpu_seconds(proc.pid)
         _timed_posts(port, one, 300 if quick else 3000, lat)
+        cpu_one = (_cpu_seconds(proc.pid) - cpu0) / len(lat) * 1000
         rows.append(dict(benchmark="serving", metric="inference server, 1 row, 1 client, p50", value=_pct(lat, 50),
                          unit="ms"))
         rows.append(dict(benchmark="serving", metric="inference server, 1 row, 1 client, p99", value=_pct(lat, 99),
                          unit="ms", goal="<= 5 ms", ok=_pct(lat, 99) <= 5))
+        rows.append(dict(benchmark="serving", metric="inference server, 1 row, server CPU per request", value=cpu_one,
+                         unit="ms"))
         clients, per_client = 50, (10 if quick else 100)
         barrier = threading.Barrier(clients)
         results: list[list[float]] = [[] for _ in range(clients)]
@@ -135,11 +146,15 @@ def _inference_server(model: Path, vec: dict, quick: bool) -> list[dict]:
                 body = json.dumps(payload).encode()
                 _timed_posts(port, body, 2, [])
                 lat = []
+                cpu0 = _cpu_seconds(proc.pid)
                 _timed_posts(port, body, reps, lat)
+                cpu = _cpu_seconds(proc.pid) - cpu0
                 rate = size * reps / (sum(lat) / 1000)
                 goal = dict(goal=">= 20,000 rows/s", ok=rate >= 20_000) if size == 1000 else {}
                 rows.append(dict(benchmark="serving", metric=f"inference server, batches of {size}, {form} "
                                  f"({len(body) // size:,} bytes/row)", value=rate, unit="rows/s", **goal))
+                rows.append(dict(benchmark="serving", metric=f"inference server, batches of {size}, {form}: "
+                                 "rows per second of server CPU", value=size * reps / cpu, unit="rows/CPU-s"))
     finally:
         proc.terminate()
         proc.wait(timeout=10)
