@@ -50,6 +50,8 @@ class ServedHistory:
     def vectors(self, customer_id: str, limit: int = 60) -> list[dict[str, Any]]:
         """The customer's latest ``limit`` served vectors, oldest first (one per request time)."""
         entries = sorted(dict(self._offsets.get(customer_id, [])).items())[-limit:]
+        if not entries:
+            return []
         out = []
         with open(self.path, "rb") as f:
             for _t, offset in entries:
