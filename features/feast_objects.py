@@ -16,7 +16,14 @@ from feast.types import Bool, Float64, Int64, String, UnixTimestamp
 from . import catalog as C
 
 _DTYPES = {"int64": Int64, "float64": Float64, "string": String, "bool": Bool, "timestamp": UnixTimestamp}
-NO_EXPIRY = timedelta(0)  # Feast: 0 = the latest row at or before t, however old
+#: The customer row is valid until the customer's next change: a TTL far beyond any history keeps
+#: point-in-time joins "latest row at or before t" and makes `feast materialize-incremental`'s
+#: first run (which starts at now - ttl) load the whole history. (0 would mean "no expiry" to the
+#: joins but "one year back" to materialize-incremental.)
+CUSTOMER_TTL = timedelta(days=3650)
+#: Daily snapshots: a row is the day's state, valid for one day; the backfill writes one row per
+#: entity for every day, so the previous day's row is always within one day of any time.
+DAILY_TTL = timedelta(days=1)
 
 
 def source_path(features_uri: str, view: str) -> str:
@@ -38,22 +45,22 @@ def build(features_uri: str) -> dict[str, object]:
     customer_source = file_source(C.CUSTOMER_VIEW)
     customer_push = PushSource(name=f"{C.CUSTOMER_VIEW}_push", batch_source=customer_source)
     customer_view = FeatureView(
-        name=C.CUSTOMER_VIEW, entities=[customer], ttl=NO_EXPIRY, source=customer_push, online=True,
+        name=C.CUSTOMER_VIEW, entities=[customer], ttl=CUSTOMER_TTL, source=customer_push, online=True,
         schema=[Field(name=f.name, dtype=_DTYPES[f.dtype]) for f in C.CUSTOMER_FEATURES],
         description="Per-customer window, lifetime, segment, recency-input and tutor-consistency features.",
     )
     tutor_view = FeatureView(
-        name=C.TUTOR_VIEW, entities=[tutor], ttl=NO_EXPIRY, source=file_source(C.TUTOR_VIEW), online=True,
+        name=C.TUTOR_VIEW, entities=[tutor], ttl=DAILY_TTL, source=file_source(C.TUTOR_VIEW), online=True,
         schema=[Field(name=f.name, dtype=_DTYPES[f.dtype]) for f in C.TUTOR_FEATURES],
         description="Daily tutor quality snapshots; a customer's primary tutor is looked up here.",
     )
     subject_view = FeatureView(
-        name=C.SUBJECT_VIEW, entities=[subject], ttl=NO_EXPIRY, source=file_source(C.SUBJECT_VIEW), online=True,
+        name=C.SUBJECT_VIEW, entities=[subject], ttl=DAILY_TTL, source=file_source(C.SUBJECT_VIEW), online=True,
         schema=[Field(name=col, dtype=_DTYPES[f.dtype]) for col, f in C.subject_view_columns()],
         description="Daily supply/demand snapshots per subject; a customer's primary subject is looked up here.",
     )
     marketplace_view = FeatureView(
-        name=C.MARKETPLACE_VIEW, entities=[marketplace], ttl=NO_EXPIRY, source=file_source(C.MARKETPLACE_VIEW),
+        name=C.MARKETPLACE_VIEW, entities=[marketplace], ttl=DAILY_TTL, source=file_source(C.MARKETPLACE_VIEW),
         online=True, schema=[Field(name=col, dtype=_DTYPES[f.dtype]) for col, f, _ in C.subject_columns()],
         description="Daily per-subject supply/demand snapshots, keyed by the constant marketplace id.",
     )
