@@ -44,6 +44,9 @@ log = logging.getLogger("mhp.serving.service")
 
 #: the longest wait (seconds, monotonic) between the worker's attempts at a down endpoint or sink
 MAX_BACKOFF = 60.0
+#: occluded rows per attribution call: ~6.4 KB of JSON per row, so ~6.5 MB, well inside the
+#: server's 16 MiB body limit (a larger body is refused before it is read: the call never succeeds)
+ATTRIBUTION_ROWS_PER_CALL = 1000
 
 
 @dataclass
@@ -247,4 +250,5 @@ class ScoringService:
         return attribution.explain(
             [s.features for s, _ in todo], [s.prediction for s, _ in todo],
             [[(r.head, r.direction) for r in rules] for _, rules in todo],
-            self.scorer.columns, self.scorer.invoke, self.config.top_features)
+            self.scorer.columns, self.scorer.invoke, self.config.top_features,
+            max_rows_per_call=ATTRIBUTION_ROWS_PER_CALL)
