@@ -341,7 +341,7 @@ def run(quick: bool) -> list[dict]:
             ]
 
         print("  Feast push ...", flush=True)
-        # the Feast online write (SQLite online store): cost per pushed row
+        # end to end with the Feast online write (SQLite online store, the pusher's direct batched path)
         try:
             from features import store as FS
             from features.backfill import run_backfill
@@ -357,9 +357,11 @@ def run(quick: bool) -> list[dict]:
             for b in _batches(sub):
                 feast_ing.handle(b)
             cpu = time.process_time() - c0
-            rows += [{"benchmark": "ingestion", "metric": "events/s per core incl. Feast push to the SQLite online store",
-                      "value": round(sub_events / cpu), "unit": "events/s"},
-                     {"benchmark": "ingestion", "metric": "Feast push cost per customer row (SQLite online store)",
+            eps = sub_events / cpu
+            rows += [{"benchmark": "ingestion", "metric": "events/s per core end to end: handler -> SQLite state -> Feast "
+                                                          f"online store (SQLite; {len(sub):,} records; {load})",
+                      "value": round(eps), "unit": "events/s", "goal": ">= 5,000", "ok": eps >= 5000},
+                     {"benchmark": "ingestion", "metric": "CPU per pushed customer row, handler and push included",
                       "value": round(cpu / max(feast_ing.totals["pushed_rows"], 1) * 1000, 3), "unit": "ms CPU/row"}]
         except Exception as exc:  # noqa: BLE001
             rows.append({"benchmark": "ingestion", "metric": f"Feast push measurement failed: {exc}", "value": "",
