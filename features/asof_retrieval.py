@@ -113,6 +113,11 @@ class AsOfRetrievalJob(IbisRetrievalJob):
     def _to_df_internal(self, timeout: Optional[int] = None) -> pd.DataFrame:
         return self._to_arrow_internal(timeout).to_pandas()
 
+    def to_df(self, validation_reference=None, timeout: Optional[int] = None) -> pd.DataFrame:
+        # RetrievalJob.to_df is to_arrow().to_pandas().reset_index(drop=True): the frame already has
+        # that index, and the reset would copy every column
+        return self.to_arrow(validation_reference=validation_reference, timeout=timeout).to_pandas()
+
     def to_arrow(self, validation_reference=None, timeout: Optional[int] = None) -> pa.Table:
         odfvs = self.on_demand_feature_views
         if not odfvs or validation_reference is not None:

@@ -26,6 +26,9 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 ROW = "__mhp_pit_row"
+#: views up to this many cells (rows x requested features) are materialized and the matched rows taken
+#: by index (a small table stays in cache); bigger ones are read only where matched, by a hash join
+TAKE_CELLS = 5_000_000
 
 
 @dataclass(frozen=True)
@@ -67,18 +70,56 @@ def _source_sql(v: ViewJoin) -> str:
     return sql
 
 
-def _match_sql(entity_relation: str, source_relation: str, v: ViewJoin) -> str:
-    """Per entity row (in ``ROW`` order) the index of the matching source row, or null."""
+def _narrow_sql(v: ViewJoin) -> str:
+    return f"SELECT {', '.join(_q(k) for k in v.join_keys)}, __t FROM ({_source_sql(v)})"
+
+
+def _asof_on(v: ViewJoin) -> str:
     on = [f"e.{_q(ek)} = s.{_q(k)}" for k, ek in v.join_keys.items()]
-    on.append("e.__ts >= s.__t")
-    idx = "s.__i"
+    return " AND ".join(on + ["e.__ts >= s.__t"])
+
+
+def _matched_t(v: ViewJoin) -> str:
+    """The matched row's timestamp, null when none matched or it is older than the TTL allows."""
     ttl = _ttl_us(v.ttl)
-    if ttl:
-        idx = f"CASE WHEN s.__t + INTERVAL ({ttl}) MICROSECOND >= e.__ts THEN s.__i END"
+    return f"CASE WHEN s.__t + INTERVAL ({ttl}) MICROSECOND >= e.__ts THEN s.__t END" if ttl else "s.__t"
+
+
+def _gather_sql(entity_relation: str, v: ViewJoin) -> str:
+    """Per entity row (in ``ROW`` order) the view's features: the ASOF join over the keys and timestamp
+    alone, then the matched rows' features by (keys, timestamp); one row per entity row as long as
+    (keys, timestamp) is unique in the view (checked by the caller)."""
+    keys = ", ".join(f"s.{_q(k)} AS __k{j}" for j, k in enumerate(v.join_keys))
+    match = (f"SELECT e.{ROW}, {keys}, {_matched_t(v)} AS __mt FROM {_q(entity_relation)} e "
+             f"ASOF LEFT JOIN ({_narrow_sql(v)}) s ON {_asof_on(v)}")
+    on = [f"f.{_q(k)} = m.__k{j}" for j, k in enumerate(v.join_keys)] + ["f.__t = m.__mt"]
+    feats = ", ".join(f"f.{_q(src)}" for src in v.features)
+    return (f"SELECT {feats} FROM ({match}) m LEFT JOIN ({_source_sql(v)}) f ON {' AND '.join(on)} "
+            f"ORDER BY m.{ROW}")
+
+
+def _match_sql(entity_relation: str, source_relation: str, v: ViewJoin) -> str:
+    """Per entity row (in ``ROW`` order) the index of the matching row of a materialized source, or null."""
     keys = ", ".join(f"{_q(k)}" for k in v.join_keys)
+    idx = f"CASE WHEN {_matched_t(v)} IS NOT NULL THEN s.__i END"
     return (f"SELECT {idx} AS __i FROM {_q(entity_relation)} e "
             f"ASOF LEFT JOIN (SELECT {keys}, __t, __i FROM {_q(source_relation)}) s "
-            f"ON {' AND '.join(on)} ORDER BY e.{ROW}")
+            f"ON {_asof_on(v)} ORDER BY e.{ROW}")
+
+
+def _take(con, e_name: str, v: ViewJoin, n: int, tag: str) -> pa.Table:
+    """The view's features by materializing its columns and taking the matched rows (any source)."""
+    src = con.sql(_source_sql(v)).to_arrow_table()
+    src = src.append_column("__i", pa.array(np.arange(src.num_rows, dtype=np.int64)))
+    s_name = f"__mhp_source_{tag}"
+    con.register(s_name, src)
+    try:
+        idx = con.sql(_match_sql(e_name, s_name, v)).to_arrow_table().column("__i")
+    finally:
+        con.unregister(s_name)
+    if len(idx) != n:  # an ASOF LEFT JOIN keeps every row; say so if it ever did not
+        raise RuntimeError(f"point-in-time join returned {len(idx)} rows for {n} entity rows")
+    return src.select(list(v.features)).take(idx)
 
 
 def pit_join(con, entity: pa.Table, event_timestamp_col: str, views: list[ViewJoin]) -> pa.Table:
@@ -86,9 +127,10 @@ def pit_join(con, entity: pa.Table, event_timestamp_col: str, views: list[ViewJo
     ``event_timestamp_col``), in the entity table's order; ``con`` is a DuckDB connection on which
     every ``ViewJoin.relation`` exists.
 
-    Per view: one scan of the requested columns, an ``ASOF LEFT JOIN`` of the entity rows with only
-    the keys, timestamp and row index of the view (no wide rows are sorted), then a take of the
-    matched rows."""
+    Per view: an ``ASOF LEFT JOIN`` of the entity rows with only the view's keys and timestamp (no
+    wide rows are sorted); then for a big view a hash join that reads the requested columns of the
+    matched rows while scanning the view once, for a small one (or one with repeated (keys,
+    timestamp)) a take by row index from its materialized columns."""
     tag = uuid.uuid4().hex
     e_name = f"__mhp_entity_{tag}"
     keys = list(dict.fromkeys(e for v in views for e in v.join_keys.values()))
@@ -99,17 +141,12 @@ def pit_join(con, entity: pa.Table, event_timestamp_col: str, views: list[ViewJo
     names, columns = [], []
     try:
         for i, v in enumerate(views):
-            src = con.sql(_source_sql(v)).to_arrow_table().combine_chunks()
-            src = src.append_column("__i", pa.array(np.arange(src.num_rows, dtype=np.int64)))
-            s_name = f"__mhp_source_{tag}_{i}"
-            con.register(s_name, src)
-            try:
-                idx = con.sql(_match_sql(e_name, s_name, v)).to_arrow_table().column("__i")
-            finally:
-                con.unregister(s_name)
-            if len(idx) != entity.num_rows:  # an ASOF LEFT JOIN keeps every row; say so if it ever did not
-                raise RuntimeError(f"point-in-time join returned {len(idx)} rows for {entity.num_rows} entity rows")
-            picked = src.select(list(v.features)).take(idx)
+            rows = con.sql(f"SELECT count(*) FROM {_q(v.relation)}").fetchall()[0][0]
+            picked = None
+            if rows * max(len(v.features), 1) > TAKE_CELLS:  # big view: read only the matched rows
+                picked = con.sql(_gather_sql(e_name, v)).to_arrow_table()
+            if picked is None or picked.num_rows != entity.num_rows:  # small, or (keys, timestamp) repeats
+                picked = _take(con, e_name, v, entity.num_rows, f"{tag}_{i}")
             names += list(v.features.values())
             columns += list(picked.columns)
     finally:

@@ -17,7 +17,7 @@ from feast import FeatureStore
 from feast.repo_config import RepoConfig
 
 from features import catalog as C
-from features import feast_objects
+from features import feast_objects, pit_join
 from features import retrieval as R
 from features import store as FS
 from features.asof_retrieval import AsOfRetrievalJob
@@ -71,9 +71,16 @@ def _same(a: pd.DataFrame, b: pd.DataFrame, key: str) -> None:
     pd.testing.assert_frame_equal(a, b, check_exact=True)                     # NaN == NaN, dtypes too
 
 
-def test_customer_view_and_service_equal_the_stock_store(world):
+@pytest.fixture(params=["take", "gather"])
+def path(request, monkeypatch):
+    """Both ways pit_join reads a view: take by index (small views) and the hash-join gather (big ones)."""
+    monkeypatch.setattr(pit_join, "TAKE_CELLS", 10**12 if request.param == "take" else 0)
+    return request.param
+
+
+def test_customer_view_and_service_equal_the_stock_store(world, path):
     root, uri = world
-    ours, stock = _open(root / "a", "ours", uri), _open(root / "a", "stock", uri)
+    ours, stock = _open(root / f"a{path}", "ours", uri), _open(root / f"a{path}", "stock", uri)
     ent = _entity(ours)
     refs = [f"{C.CUSTOMER_VIEW}:{f.name}" for f in C.CUSTOMER_FEATURES]
     job = ours.get_historical_features(ent.copy(), features=refs)
@@ -105,9 +112,9 @@ def test_the_project_wrapper_equals_the_stock_store(world):
 
 
 @pytest.mark.parametrize("ttl", [timedelta(days=1), timedelta(hours=5, microseconds=3)])
-def test_ttl_semantics_equal_the_stock_store(world, ttl):
+def test_ttl_semantics_equal_the_stock_store(world, ttl, path):
     root, uri = world
-    sub = root / f"ttl{ttl.total_seconds()}"
+    sub = root / f"ttl{ttl.total_seconds()}{path}"
     ours, stock = _open(sub, "ours", uri, ttl), _open(sub, "stock", uri, ttl)
     ent = _entity(ours, seed=6)
     ent["marketplace_id"] = C.MARKETPLACE_KEY
@@ -138,6 +145,27 @@ def test_sub_microsecond_times_are_refused_as_by_the_stock_store(world):
         stock.get_historical_features(ent.copy(), features=refs).to_df()
     with pytest.raises(ValueError, match="event times must be whole microseconds"):
         ours.get_historical_features(ent.copy(), features=refs).to_df()
+
+
+def test_repeated_key_and_timestamp_fall_back_to_the_take(monkeypatch):
+    """A view with two rows for one (key, timestamp): the gather would return both, so the join
+    takes by index instead; every entity row once, in order, the TTL applied."""
+    import duckdb
+
+    con = duckdb.connect()
+    t = pd.Timestamp("2025-01-01T00:00:00Z")
+    con.register("v", pa.table({"k": ["a", "a", "a", "b"],
+                                "ts": pa.array([t, t, t + pd.Timedelta(days=2), t], pa.timestamp("us", "UTC")),
+                                "x": [1.0, 1.0, 3.0, 7.0]}))
+    ent = pa.table({"k": ["a", "b", "a", "c", None, "a"],
+                    "event_timestamp": pa.array([t + pd.Timedelta(hours=1), t + pd.Timedelta(days=5), t,
+                                                 t, t, t - pd.Timedelta(seconds=1)], pa.timestamp("us", "UTC"))})
+    view = pit_join.ViewJoin("v", {"k": "k"}, "ts", None, {"x": "x_out"}, timedelta(days=1))
+    for cells in (0, 10**12):
+        monkeypatch.setattr(pit_join, "TAKE_CELLS", cells)
+        got = pit_join.pit_join(con, ent, "event_timestamp", [view])
+        assert got.column_names == ["x_out"]
+        assert got.column("x_out").to_pylist() == [1.0, None, 1.0, None, None, None]   # b: 5 days > ttl
 
 
 def _bits(values) -> list:
