@@ -14,6 +14,7 @@ Everything from data is escaped by the templates; every list is bounded (``limit
 from __future__ import annotations
 
 import time
+import urllib.parse
 from collections import Counter
 from datetime import datetime, timezone
 from pathlib import Path
@@ -135,6 +136,10 @@ def create_app(console: Console) -> FastAPI:
 
     @app.post("/alerts/{alert_id}/ack")
     async def acknowledge(request: Request, alert_id: str):
+        origin = request.headers.get("origin")
+        if origin and urllib.parse.urlsplit(origin).netloc != request.headers.get("host"):
+            # a page elsewhere posting into the console (cross-site request forgery)
+            raise PageError(403, "Forbidden", f"acknowledgements come from the console's own pages, not {origin!r}")
         body = await request.body()
         if len(body) > 4096:
             raise PageError(413, "Too large", "the acknowledgement form is limited to 4 KiB")

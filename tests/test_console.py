@@ -123,6 +123,11 @@ def test_acknowledging_is_idempotent_and_durable(running, console_workspace):
     assert status == 200
     assert running.console.acks.get([aid])[aid].acked_by == "dana" and running.console.acks.count() == 1
     assert post(f"{running.url}/alerts/{'0' * 24}/ack", {"by": "x"})[0] == 404
+    forged = urllib.request.Request(f"{running.url}/alerts/{running.console.alerts.all()[0]['alert_id']}/ack",
+                                    data=b"by=evil", method="POST", headers={"Origin": "http://evil.example"})
+    with pytest.raises(urllib.error.HTTPError) as refused:
+        urllib.request.urlopen(forged)
+    assert refused.value.code == 403 and running.console.acks.count() == 1
     # a new console process on the same workspace sees it
     again, inference = build_console(Workspace.local(root), at=end)
     try:
