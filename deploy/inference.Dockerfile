@@ -25,6 +25,7 @@ COPY features /tmp/src/features
 COPY ingestion /tmp/src/ingestion
 COPY training /tmp/src/training
 COPY serving /tmp/src/serving
+COPY console /tmp/src/console
 COPY mhp /tmp/src/mhp
 RUN pip install "/tmp/src[serve]" && rm -rf /tmp/src
 

@@ -23,6 +23,7 @@ COPY features /tmp/src/features
 COPY ingestion /tmp/src/ingestion
 COPY training /tmp/src/training
 COPY serving /tmp/src/serving
+COPY console /tmp/src/console
 COPY mhp /tmp/src/mhp
 RUN pip install "/tmp/src[jobs]" && rm -rf /tmp/src \
     && python -c "import importlib.util as u, sys; sys.exit(u.find_spec('torch') is not None)"
