@@ -77,7 +77,7 @@ CASES = [
     (["ingest", "--from", "{P}/sim/stream.jsonl", "--workspace", "{P}/sim", "--no-progress"], 2, "`mhp backfill"),
     (["ingest", "--from", "{P}/sim/stream.jsonl", "--workspace", "{P}/backfilled", "--no-progress"], 2,
      "`mhp apply --workspace"),
-    (["score", "--customer", "c1", "--workspace", "{P}/empty"], 2, "`mhp apply --workspace"),
+    (["score", "--customer", "c1", "--workspace", "{P}/empty"], 2, "`mhp backfill --workspace"),
     (["score", "--customer", "c1", "--at", "2025-01-10T00:00:00Z", "--workspace", "{P}/backfilled"], 2,
      "`mhp apply --workspace"),
     # services

@@ -9,7 +9,7 @@ from datetime import datetime, timezone
 from core import workspace
 from core.errors import UsageError
 from core.times import parse_utc_time
-from mhp.commands.prerequisites import require_applied
+from mhp.commands.prerequisites import require_applied, require_backfill
 
 
 def register(subparsers) -> None:
@@ -79,6 +79,7 @@ def cmd_serve(args) -> int:
 
 
 def cmd_score(args) -> int:
+    require_backfill(workspace.from_args(args))  # before the imports below (seconds): an empty workspace fails fast
     from features.store import open_store  # lazy: loaded only when this command runs (keeps `mhp --help` light)
     from serving.batch import (  # lazy: loaded only when this command runs (keeps `mhp --help` light)
         active_customers,
