@@ -66,8 +66,14 @@ def _json_value(v: Any) -> Any:
 
 
 def encode_rows(rows: Sequence[Mapping[str, Any]]) -> bytes:
-    return json.dumps({"instances": [{k: _json_value(v) for k, v in r.items()} for r in rows]},
-                      allow_nan=False).encode()
+    """The request body: the column form when every row has the same features (a third of the
+    bytes, and the server's faster path), otherwise one object per row."""
+    columns = list(rows[0]) if rows else []
+    if rows and all(len(r) == len(columns) and all(c in r for c in columns) for r in rows):
+        payload: dict[str, Any] = {"columns": columns, "data": [[_json_value(r[c]) for c in columns] for r in rows]}
+    else:
+        payload = {"instances": [{k: _json_value(v) for k, v in r.items()} for r in rows]}
+    return json.dumps(payload, allow_nan=False).encode()
 
 
 def decode_predictions(body: bytes, n_rows: int) -> list[dict[str, Any]]:
