@@ -93,11 +93,13 @@ class AlertFeed:
         with open(self.log_path, encoding="utf-8") as f:
             return [a for a in (_parse(line) for line in f if line.strip()) if a is not None]
 
-    def select(self, *, type_: str = "", severity: str = "", customer_id: str = "", offset: int = 0,
+    def select(self, *, type_: str = "", severity: str = "", customer_id: str = "", day: str = "", offset: int = 0,
                limit: int = 50) -> Page:
+        """``day``: YYYY-MM-DD of the alerts' as-of time (UTC)."""
         items = [a for a in self.all()
                  if (not type_ or a.get("type") == type_) and (not severity or a.get("severity") == severity)
-                 and (not customer_id or a.get("customer_id") == customer_id)]
+                 and (not customer_id or a.get("customer_id") == customer_id)
+                 and (not day or str(a.get("as_of", "")).startswith(day))]
         return Page(items[offset:offset + limit], len(items), offset, limit)
 
     def by_id(self, alert_id_: str) -> dict[str, Any] | None:

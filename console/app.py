@@ -2,7 +2,7 @@
 
 | route | page |
 |---|---|
-| `GET /alerts?type=&severity=&offset=&limit=` | alerts, newest first, filterable, paginated, with acknowledgement state |
+| `GET /alerts?type=&severity=&day=&offset=&limit=` | alerts, newest first, filterable (`day`: as-of date), paginated, with acknowledgement state |
 | `POST /alerts/{alert_id}/ack` | acknowledge (idempotent; form fields `by`, `note`), then back to the list |
 | `GET /customers/{id}?at=&events_offset=` | scores, score history, top features, feature vector, recent events |
 | `GET /customer?id=` | the search box: redirects to the customer's page |
@@ -13,6 +13,7 @@ Everything from data is escaped by the templates; every list is bounded (``limit
 """
 from __future__ import annotations
 
+import re
 import time
 import urllib.parse
 from collections import Counter
@@ -121,15 +122,18 @@ def create_app(console: Console) -> FastAPI:
         return {"status": "ok"}
 
     @app.get("/alerts", response_class=HTMLResponse)
-    def alerts(request: Request, type: str = "", severity: str = "", offset: str | None = None,
+    def alerts(request: Request, type: str = "", severity: str = "", day: str = "", offset: str | None = None,
                limit: str | None = None):
         off = _int(offset, "offset", 0, 0, 10**9)
         lim = _int(limit, "limit", 50, 1, MAX_LIMIT)
-        page = console.alerts.select(type_=type[:100], severity=severity[:100], offset=off, limit=lim)
+        if day and not re.fullmatch(r"\d{4}-\d{2}-\d{2}", day):
+            raise PageError(400, "Bad request", f"day: expected YYYY-MM-DD, got {day[:40]!r}")
+        page = console.alerts.select(type_=type[:100], severity=severity[:100], day=day, offset=off, limit=lim)
         acks = console.acks.get(a["alert_id"] for a in page.items)
-        base = {"type": type, "severity": severity, "limit": lim}
+        base = {"type": type, "severity": severity, "day": day, "limit": lim}
         return render(request, "alerts.html", page=page, acks=acks, types=console.alerts.types(),
-                      severities=console.alerts.severities(), type=type, severity=severity,
+                      severities=console.alerts.severities(), type=type, severity=severity, day=day,
+                      days=sorted({str(a.get("as_of", ""))[:10] for a in console.alerts.all()}, reverse=True)[:90],
                       prev_url=None if page.prev_offset is None else "/alerts?" + urlencode({**base, "offset": page.prev_offset}),
                       next_url=None if page.next_offset is None else "/alerts?" + urlencode({**base, "offset": page.next_offset}),
                       back=str(request.url.path) + ("?" + request.url.query if request.url.query else ""))

@@ -61,6 +61,11 @@ def test_alerts_page_lists_filters_and_paginates(running):
     status, body = get(running.url + "/alerts?" + urllib.parse.urlencode({"type": kind, "limit": 200}))
     shown = re.findall(r'data-alert-id="([0-9a-f]+)"', body)
     assert sorted(shown) == sorted(a["alert_id"] for a in feed if a["type"] == kind)[:200]
+    day = feed[0]["as_of"][:10]                                       # the latest day's alerts ("today")
+    status, body = get(running.url + f"/alerts?day={day}&limit=200")
+    shown = re.findall(r'data-alert-id="([0-9a-f]+)"', body)
+    assert sorted(shown) == sorted(a["alert_id"] for a in feed if a["as_of"].startswith(day))
+    assert get(running.url + "/alerts?day=tomorrow")[0] == 400
 
 
 @pytest.mark.parametrize("query,needle", [("limit=500", "limit: expected 1..200"), ("limit=x", "limit: expected an integer"),
