@@ -179,3 +179,57 @@ def test_training_set_gate(dataset, engine):
 def test_auto_engine_and_no_raise(features):
     r = run_gate("features", features, feature_suite(SPECS), raise_on_failure=False)
     assert r.engine == "gx" and r.success and "passed" in r.summary()
+
+
+# ---------------------------------------------------------------- GX project: stored suites, checkpoints, Data Docs
+
+def _page_text(path) -> str:
+    import re
+
+    return re.sub(r"\s+", " ", re.sub(r"<[^>]+>", " ", path.read_text(encoding="utf-8")))
+
+
+def test_checkpoint_and_duckdb_give_the_same_verdicts_and_both_land_in_data_docs(events, tmp_path):
+    suite = event_log_suite(START, END, name="event_log_small")
+    bad = events.head(300).copy()
+    bad.loc[bad.index[3], "event_id"] = bad.loc[bad.index[2], "event_id"]
+    bad.loc[_first(bad, "session_completed"), "student_rating"] = 9
+    verdicts = {}
+    for engine in ("gx", "duckdb"):
+        r = run_gate("events", bad, suite, engine=engine, raise_on_failure=False, data_docs_dir=tmp_path)
+        verdicts[engine] = [(o.expectation_type, o.column, o.condition, o.success) for o in r.outcomes]
+        assert r.data_docs_path == str(tmp_path.resolve() / "gx/uncommitted/data_docs/local_site/index.html")
+    assert sorted(verdicts["gx"], key=repr) == sorted(verdicts["duckdb"], key=repr)   # the order differs: DuckDB groups scans
+    assert {(t, c) for t, c, _, ok in verdicts["gx"] if not ok} >= {
+        ("expect_column_values_to_be_unique", "event_id"), ("expect_column_values_to_be_between", "student_rating")}
+    gx_dir = tmp_path / "gx"
+    assert (gx_dir / "expectations" / "event_log_small.json").exists()      # the stored suite
+    assert (gx_dir / "checkpoints" / "event_log_small.json").exists()       # the stored checkpoint
+    runs = sorted((gx_dir / "uncommitted/data_docs/local_site/validations/event_log_small").rglob("*.html"))
+    assert len(runs) == 2 and any("duckdb" in str(p) for p in runs)
+    for page in runs:
+        assert "values must be greater than or equal to" in _page_text(page)
+    assert run_gate("events", events.head(300), suite, engine="gx", data_docs_dir=tmp_path).success
+
+
+def test_mhp_validate_events_writes_data_docs_showing_the_failure(events, tmp_path, capsys):
+    from mhp.cli import main
+
+    bad = events.head(200).copy()
+    bad.loc[bad.index[3], "event_id"] = bad.loc[bad.index[2], "event_id"]
+    bad.to_parquet(tmp_path / "bad.parquet")
+    docs = tmp_path / "docs"
+    assert main(["validate", "events", "--input", str(tmp_path / "bad.parquet"), "--report", str(tmp_path / "r.html"),
+                 "--data-docs", str(docs), "--engine", "gx"]) == 1
+    err = capsys.readouterr().err
+    index = docs.resolve() / "gx/uncommitted/data_docs/local_site/index.html"
+    assert f"data docs: {index}" in err and index.exists()
+    assert "event_log" in index.read_text() and "Failed" in index.read_text()
+    (page,) = (docs / "gx/uncommitted/data_docs/local_site/validations/event_log").rglob("*.html")
+    text = _page_text(page)
+    assert "values must be unique" in text and "Unsuccessful Expectations" in text
+    good = events.head(200)
+    good.to_parquet(tmp_path / "good.parquet")
+    assert main(["validate", "events", "--input", str(tmp_path / "good.parquet"), "--report", str(tmp_path / "r.html"),
+                 "--engine", "gx"]) == 0
+    assert f"data docs: {(tmp_path / 'gx/uncommitted/data_docs/local_site/index.html').resolve()}" in capsys.readouterr().out

@@ -10,6 +10,10 @@ same ``GateResult``:
   DuckDB runs the whole suite in seconds. Only the expectation types the suite
   builders emit are translated; anything else falls back to GX.
 
+With ``data_docs_dir``, the suite is stored in the GX project there and the run lands in GX's Data
+Docs (validation/data_docs.py): the ``gx`` engine runs through a stored checkpoint, the ``duckdb``
+engine's verdicts are recorded as a GX validation result marked ``engine: duckdb``.
+
 ``engine="auto"`` picks GX up to ``GX_MAX_ROWS`` rows, DuckDB above (GX costs ~4 s for
 the 230-expectation event suite even on 5,000 rows; see bench/bench_validation.py).
 """
@@ -33,17 +37,29 @@ GX_MAX_ROWS = 20_000
 
 def run_gate(suite_name: str, df: pd.DataFrame, suite, *, key_columns: Sequence[str] | None = None,
              report_path: str | Path | None = None, engine: str = "auto",
-             raise_on_failure: bool = True) -> GateResult:
-    """Validate ``df`` against ``suite``; write the HTML report; raise DataQualityError on failure."""
+             raise_on_failure: bool = True, data_docs_dir: str | Path | None = None) -> GateResult:
+    """Validate ``df`` against ``suite``; write the HTML report and/or GX Data Docs; raise
+    DataQualityError on failure."""
     if engine not in ("auto", "gx", "duckdb"):
         raise ValueError(f"engine: expected 'auto', 'gx' or 'duckdb', got {engine!r}")
     if engine == "auto":
         engine = "gx" if len(df) <= GX_MAX_ROWS else "duckdb"
     keys = [k for k in (key_columns or suite.meta.get("key_columns") or []) if k in df.columns]
     t0 = time.perf_counter()
-    outcomes = _run_gx(df, suite, keys) if engine == "gx" else _run_duckdb(df, suite, keys)
+    docs = None
+    if data_docs_dir is not None:
+        from validation import data_docs  # lazy: the file-backed GX project is needed only for Data Docs
+
+        if engine == "gx":
+            outcomes, docs = data_docs.run_checkpoint(data_docs_dir, suite, df, keys)
+        else:
+            outcomes = _run_duckdb(df, suite, keys)
+            docs = data_docs.record_outcomes(data_docs_dir, suite, outcomes, engine, len(df))
+    else:
+        outcomes = _run_gx(df, suite, keys) if engine == "gx" else _run_duckdb(df, suite, keys)
     result = GateResult(suite_name=suite_name, success=all(o.success for o in outcomes), engine=engine,
-                        row_count=len(df), outcomes=outcomes, seconds=time.perf_counter() - t0)
+                        row_count=len(df), outcomes=outcomes, seconds=time.perf_counter() - t0,
+                        data_docs_path=str(docs) if docs else None)
     if report_path is not None:
         result.report_path = str(write_report(result, report_path))
     if raise_on_failure and not result.success:

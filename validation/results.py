@@ -53,6 +53,7 @@ class GateResult:
     outcomes: list[ExpectationOutcome]
     seconds: float
     report_path: str | None = None
+    data_docs_path: str | None = None   # GX Data Docs index (validation.data_docs), when written
 
     @property
     def failures(self) -> list[ExpectationOutcome]:
@@ -73,6 +74,8 @@ class GateResult:
             lines.append(f"  ... and {len(fails) - max_failures} more")
         if self.report_path:
             lines.append(f"report: {self.report_path}")
+        if self.data_docs_path:
+            lines.append(f"data docs: {self.data_docs_path}")
         return "\n".join(lines)
 
 

@@ -24,6 +24,9 @@ def register(subparsers) -> None:
         p.add_argument("--input", required=True, help="Parquet file/directory, .jsonl or .csv")
         p.add_argument("--report", help="HTML report path (default out/validation/<suite>.html)")
         p.add_argument("--engine", choices=("auto", "gx", "duckdb"), default="auto")
+        p.add_argument("--data-docs", help="GX project folder: stored suites, checkpoints and the Data Docs site "
+                                           "(index at <dir>/gx/uncommitted/data_docs/local_site/index.html; "
+                                           "default: the --report's folder)")
         p.set_defaults(func=_validate)
 
     e = vs.add_parser("events", help="the raw event log, against the event contract")
@@ -158,12 +161,14 @@ def _validate(args) -> int:
             min_rows_per_split={**suites.DEFAULT_MIN_ROWS_PER_SPLIT, **min_rows}, entity_key=args.entity_key)
     report = args.report or str(DEFAULT_REPORT_DIR / f"{suite.name}.html")
     try:
-        result = run_gate(suite.name, df, suite, report_path=report, engine=args.engine)
+        result = run_gate(suite.name, df, suite, report_path=report, engine=args.engine,
+                          data_docs_dir=args.data_docs or Path(report).parent)
     except DataQualityError as exc:
         print(str(exc), file=sys.stderr)
         return 1
     print(result.summary())
     print(f"report: {result.report_path}")
+    print(f"data docs: {result.data_docs_path}")
     return 0
 
 
