@@ -129,10 +129,15 @@ what `FeatureStore.push` of the same rows stores, and that reads agree.
   the cost of a pushed customer row.
 * `features.feast_dynamodb.GuardedDynamoDBOnlineStore` (AWS profiles): Feast's
   items (`entity_id`, `event_ts`, `values`) built from the encoded rows, written
-  with a condition on the stored `event_ts` (a conditional PutItem per row, or
-  TransactWriteItems): BatchWriteItem cannot carry a condition, so the store
-  keeps the per-row guarantee "never older over newer" rather than batching the
-  requests.
+  with a condition on the stored `event_ts`: `write_mode` `put` (the default: a
+  conditional PutItem per row) or `transact` (TransactWriteItems of 100) keep
+  "never older over newer" at every instant. BatchWriteItem cannot carry a
+  condition: `write_mode: batch` reads the stored clocks (BatchGetItem), drops
+  older rows and writes the rest in 25-item BatchWriteItem chunks (unprocessed
+  items sent again), ~1/25 of the requests; a concurrent writer's newer row
+  stored between that read and the write can be replaced, and the ingester's
+  verify step (re-read of the state versions, re-push) restores the newest row
+  by the end of the invocation. With writers other than the ingester, keep `put`.
 
 ## Decisions where the customer's feature list is vague
 

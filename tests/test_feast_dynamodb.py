@@ -183,3 +183,60 @@ def test_racing_writers_leave_the_newest_row(moto_endpoint, tmp_path, mode):
     for t in threads:
         t.join()
     assert _n(guarded, 20) == [11] * 20
+
+
+def _batched(log: CallLog) -> tuple[int, list[int]]:
+    """(BatchGetItem calls, items per BatchWriteItem call); nothing else was called."""
+    assert {name for name, _ in log.calls} <= {"BatchGetItem", "BatchWriteItem"}
+    return sum(name == "BatchGetItem" for name, _ in log.calls), [n for name, n in log.calls if name == "BatchWriteItem"]
+
+
+def test_batch_mode_reads_clocks_then_writes_25_item_chunks_and_skips_older_rows(moto_endpoint, tmp_path):
+    stock = _store(tmp_path / "stock", {"type": "dynamodb"}, "stock")
+    guarded = _store(tmp_path / "batch", {"type": AWS_ONLINE_STORE_TYPE, "write_mode": "batch"}, "batch")
+    online = guarded._get_provider().online_store
+    with CallLog(guarded) as log:
+        guarded.push("toy_push", _rows(60, 10), to=PushMode.ONLINE)
+    stock.push("toy_push", _rows(60, 10), to=PushMode.ONLINE)
+    assert _batched(log) == (1, [25, 25, 10])
+    assert _items(guarded, "batch") == _items(stock, "stock")            # Feast's items, byte for byte
+    mixed = _rows(60, 20)
+    mixed.loc[mixed.index < 35, "event_timestamp"] -= timedelta(days=30)    # 35 rows older than stored
+    with CallLog(guarded) as log:
+        guarded.push("toy_push", mixed, to=PushMode.ONLINE)
+    assert _batched(log) == (1, [25])
+    assert online.stats.stale == 35 and online.stats.written == 85
+    got = _n(guarded, 60)
+    assert got[34] == 34 * 3 + 10 and got[35] == 35 * 3 + 20
+
+
+def test_batch_mode_resends_unprocessed_items(moto_endpoint, tmp_path):
+    """DynamoDB may leave items of a BatchWriteItem unprocessed (throttling): they are sent again."""
+    guarded = _store(tmp_path / "batch", {"type": AWS_ONLINE_STORE_TYPE, "write_mode": "batch"}, "batch")
+    cfg = guarded.config.online_store
+    client = guarded._get_provider().online_store._get_dynamodb_client(cfg.region, cfg.endpoint_url)
+    sent = []
+
+    def leave_half(http_response, parsed, model, **_):   # the service's answer, as throttling would shape it
+        if model.name == "BatchWriteItem" and not sent:
+            items = parsed_request["batch.toy"]
+            parsed["UnprocessedItems"] = {"batch.toy": items[len(items) // 2:]}
+        if model.name == "BatchWriteItem":
+            sent.append(len(parsed_request["batch.toy"]))
+
+    parsed_request = {}
+
+    def remember(params, model, **_):
+        if model.name == "BatchWriteItem":
+            parsed_request.clear()
+            parsed_request.update(params["RequestItems"])
+
+    client.meta.events.register("provide-client-params.dynamodb.BatchWriteItem", remember)
+    client.meta.events.register("after-call.dynamodb.BatchWriteItem", leave_half)
+    try:
+        guarded.push("toy_push", _rows(20, 0), to=PushMode.ONLINE)
+    finally:
+        client.meta.events.unregister("provide-client-params.dynamodb.BatchWriteItem", remember)
+        client.meta.events.unregister("after-call.dynamodb.BatchWriteItem", leave_half)
+    assert sent == [20, 10]
+    assert _n(guarded, 20) == [i * 3 for i in range(20)]
