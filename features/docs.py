@@ -106,6 +106,53 @@ partition's worth of events is read directly, without the split. An `s3://` log
 is read into memory first (Arrow), so the bound holds for local logs. Time and
 peak: `bench/bench_backfill.py`.
 
+## The Feast repo as a Feast user knows it
+
+`feature_repo/` is a plain Feast repo on the embedded profile (SQLite online,
+DuckDB over `feature_repo/data/features/*.parquet` offline, registry and online
+DB in `feature_repo/data/`, gitignored); no environment variable is needed
+(`MHP_FEATURES_URI` points the sources elsewhere). Create the tables first with
+`python test_workflow.py` (a small simulation, then the `feast init` template's
+walk-through: apply -> materialize -> online -> historical) or
+`mhp simulate --out data && mhp backfill --workspace data`. Then, in
+`feature_repo/`: `feast apply`, `feast materialize-incremental <end>`,
+`feast materialize START END`, `feast feature-views list`, `feast serve`,
+`feast ui` (the `features` extra brings `feast[grpcio]`, which `feast ui` needs).
+`tests/test_feast_cli.py` runs them all in a copy of the repo.
+
+TTLs match each view's meaning. The customer row is valid until the customer's
+next change: `ttl` 3650 days, so point-in-time joins return the latest row at
+or before t, and the first `feast materialize-incremental` (which starts at
+now - ttl) loads every customer. The tutor, subject and marketplace views are
+daily snapshots: `ttl` one day. The backfill writes a row for every entity for
+every day up to its horizon, so the previous day's row is always within the
+TTL; were a day missing, historical retrieval would return nulls for that
+view's features at times more than a day after the entity's last row (Feast's
+TTL rule). The first `materialize-incremental` of a daily view loads only the
+last day (now - 1 day), which is all the online store needs. The online reads
+(`features.retrieval.online_features` and Feast's SQLite store) do not apply
+the TTL: a materialized row stays readable until replaced.
+
+### One call for one customer
+
+`churn_model_v1` joins four entities: the customer, the customer's primary
+tutor and subject (features of the customer view) and the constant marketplace
+key `global`, and its on-demand views need the request time
+(`request_time_us`, microseconds). Feast's feature server therefore needs two
+requests and four keys per customer: first the customer's `primary_tutor_id`
+and `primary_subject`, then the service with all keys. The second lookup exists
+because the tutor and subject keys are not known to the caller: they are the
+customer's current features. `features/online_http.py` wraps both lookups
+(`features.retrieval.online_features`):
+
+    python -m features.online_http --repo feature_repo --port 6567
+    curl 'http://127.0.0.1:6567/features/c123?at=2026-01-01T00:00:00Z'
+
+`at` is epoch seconds or an ISO-8601 time with an offset; absent, now in whole
+seconds. The answer is `{{"customer_id", "at", "features": {{name: value}}}}`
+with every column of `churn_model_v1` (null for NaN); a bad `at` is HTTP 422
+naming the expected forms (`tests/test_feature_server.py`).
+
 ## Online writes
 
 The ingester writes the customer view online through the project's Feast

@@ -1,8 +1,8 @@
 """A compact, self-contained data-docs style HTML report of one gate run.
 
-GX's own Data Docs need a file-backed context and site builder; the gates run
-on an ephemeral context, so the report is rendered here from ``GateResult``:
-one row per expectation (pass/fail, column, condition, observed values) and a
+GX's own Data Docs come from the file-backed GX project (validation/data_docs.py,
+``run_gate(data_docs_dir=...)``); this single page is rendered from ``GateResult``
+for callers that want one self-contained file: one row per expectation (pass/fail, column, condition, observed values) and a
 table of sample offending rows under each failure.
 """
 from __future__ import annotations
