@@ -145,7 +145,8 @@ because the tutor and subject keys are not known to the caller: they are the
 customer's current features. `features/online_http.py` wraps both lookups
 (`features.retrieval.online_features`):
 
-    python -m features.online_http --repo feature_repo --port 6567
+    mhp feature-server --workspace out/demo --port 6567    # a workspace's store
+    python -m features.online_http --repo feature_repo --port 6567    # a Feast repo folder
     curl 'http://127.0.0.1:6567/features/c123?at=2026-01-01T00:00:00Z'
 
 `at` is epoch seconds or an ISO-8601 time with an offset; absent, now in whole

@@ -74,6 +74,9 @@ CASES = [
     (["materialize", "--workspace", "{P}/empty"], 2, "`mhp backfill --workspace"),
     (["materialize", "--workspace", "{P}/sim"], 2, "`mhp backfill --workspace"),
     (["materialize", "--workspace", "{P}/backfilled"], 2, "`mhp apply --workspace"),
+    (["feature-server", "--workspace", "{P}/applied", "--port", "70000"], 2, "--port: expected 0-65535"),
+    (["feature-server", "--workspace", "{P}/empty"], 2, "`mhp backfill --workspace"),
+    (["feature-server", "--workspace", "{P}/backfilled"], 2, "`mhp apply --workspace"),
     (["ingest", "--from", "{P}/sim/stream.jsonl", "--workspace", "{P}/sim", "--no-progress"], 2, "`mhp backfill"),
     (["ingest", "--from", "{P}/sim/stream.jsonl", "--workspace", "{P}/backfilled", "--no-progress"], 2,
      "`mhp apply --workspace"),
@@ -137,3 +140,35 @@ def test_ingest_with_failing_pushes_exits_1_with_a_summary_and_no_tracebacks(pla
     assert rc == 1 and "ingest:" in out and "retried (batchItemFailures)" in out
     assert "Traceback" not in out + err and '"level":"ERROR"' not in out
     assert err.count("\n") == 1 and "record(s) failed and were not applied; first error: state store or push failed" in err
+
+
+def test_feature_server_serves_a_customer_of_the_workspace(places):
+    """The good path of `mhp feature-server`: one GET per customer on the workspace's store."""
+    import json
+    import subprocess
+    import sys
+    import time
+    import urllib.request
+
+    from testing.net_faults import closed_port as free_port
+
+    port = free_port()
+    proc = subprocess.Popen([sys.executable, "-m", "mhp.cli", "feature-server", "--workspace",
+                             str(places / "applied"), "--port", str(port)],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        body = None
+        for _ in range(600):
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/features/c0000001"
+                                            "?at=2025-01-10T00:00:00Z", timeout=5) as r:
+                    body = json.loads(r.read())
+                break
+            except OSError:
+                assert proc.poll() is None, proc.communicate()[1][-2000:]
+                time.sleep(0.1)
+        assert body is not None and body["customer_id"] == "c0000001"
+        assert sum(v is not None for v in body["features"].values()) > 20
+    finally:
+        proc.terminate()
+        proc.wait(10)

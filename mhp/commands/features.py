@@ -1,4 +1,4 @@
-"""`mhp backfill`, `mhp apply`, `mhp materialize`, `mhp features-doc`."""
+"""`mhp backfill`, `mhp apply`, `mhp materialize`, `mhp feature-server`, `mhp features-doc`."""
 from __future__ import annotations
 
 import argparse
@@ -29,6 +29,13 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--views", default="all", help="comma-separated views, or 'all' (default), or 'batch' "
                                                   "(tutor, subject and marketplace only: customer rows then come from the stream)")
     p.set_defaults(func=cmd_materialize)
+
+    p = sub.add_parser("feature-server", help="one call for one customer: GET /features/{customer_id}?at=... "
+                                              "returns the whole churn_model_v1 vector (docs/features.md)")
+    workspace.add_arguments(p)
+    p.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
+    p.add_argument("--port", type=int, default=6567, help="port (default 6567; 0 picks a free one)")
+    p.set_defaults(func=cmd_feature_server)
 
     p = sub.add_parser("features-doc", help="regenerate docs/features.md from the catalog")
     p.add_argument("--out", default="docs/features.md")
@@ -105,6 +112,22 @@ def cmd_materialize(args) -> int:
     t0 = time.perf_counter()
     store.materialize(start_date=datetime(1970, 1, 2, tzinfo=timezone.utc), end_date=end, feature_views=views)
     print(f"materialize: {', '.join(views)} up to {end:%Y-%m-%d %H:%M}Z in {time.perf_counter() - t0:.1f}s")
+    return 0
+
+
+def cmd_feature_server(args) -> int:
+    if not 0 <= args.port <= 65535:
+        raise UsageError(f"--port: expected 0-65535, got {args.port}")
+    ws = workspace.from_args(args)
+    require_backfill(ws)
+    store = _store(ws)
+    require_applied(store, ws)
+    import uvicorn  # lazy: the server only when this command runs (keeps `mhp --help` light)
+
+    from features.online_http import create_app  # lazy: loaded only when this command runs (keeps `mhp --help` light)
+
+    print(f"feature server on http://{args.host}:{args.port}/features/{{customer_id}}?at=... (Ctrl-C stops)", flush=True)
+    uvicorn.run(create_app(store), host=args.host, port=args.port, log_level="warning")
     return 0
 
 
