@@ -76,8 +76,10 @@ def main(argv: list[str] | None = None) -> int:
         return report(prog.removeprefix("mhp").strip() or None, exc.with_help(prog))
     try:
         # aws-local needs its moto server: check it is there before botocore retries for a minute (a
-        # workspace command without an s3:// --data-uri fails on that argument first)
-        if getattr(args, "profile", None) == "aws-local" and str(getattr(args, "data_uri", "s3://")).startswith("s3://"):
+        # workspace command without an s3:// --data-uri fails on that argument first; `mhp demo`
+        # starts its own)
+        if (getattr(args, "profile", None) == "aws-local" and not getattr(args, "starts_moto", False)
+                and str(getattr(args, "data_uri", "s3://")).startswith("s3://")):
             check_aws_local_endpoint()
         return int(args.func(args) or 0)
     except (Exception, KeyboardInterrupt) as exc:

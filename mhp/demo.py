@@ -47,7 +47,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                         f"aws-local {DEFAULTS['aws-local'][1]})")
     p.add_argument("--seed", type=int, default=7, help="simulation seed (default 7)")
     p.add_argument("--epochs", type=int, default=40, help="maximum training epochs (default 40)")
-    p.set_defaults(func=cmd_demo)
+    p.set_defaults(func=cmd_demo, starts_moto=True)  # aws-local: the demo starts its own moto server
 
 
 class _Steps:
