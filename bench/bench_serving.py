@@ -150,7 +150,8 @@ def _inference_server(model: Path, vec: dict, quick: bool) -> list[dict]:
                 _timed_posts(port, body, reps, lat)
                 cpu = _cpu_seconds(proc.pid) - cpu0
                 rate = size * reps / (sum(lat) / 1000)
-                goal = dict(goal=">= 20,000 rows/s", ok=rate >= 20_000) if size == 1000 else {}
+                # the goal is the scoring path's: serving.endpoint sends the column form
+                goal = dict(goal=">= 20,000 rows/s", ok=rate >= 20_000) if (size, form) == (1000, "column form") else {}
                 rows.append(dict(benchmark="serving", metric=f"inference server, batches of {size}, {form} "
                                  f"({len(body) // size:,} bytes/row)", value=rate, unit="rows/s", **goal))
                 rows.append(dict(benchmark="serving", metric=f"inference server, batches of {size}, {form}: "
