@@ -6,10 +6,15 @@ tables are read from $MHP_FEATURES_URI (default: feature_repo/data/features).
 """
 import os
 import pathlib
+import sys
 
 from features.feast_objects import build
 
 _FEATURES_URI = os.environ.get("MHP_FEATURES_URI", str(pathlib.Path(__file__).parent / "data" / "features"))
+if "://" not in _FEATURES_URI and not pathlib.Path(_FEATURES_URI, "customer_features.parquet").exists():
+    # Feast warns once per missing source file; say once what creates them
+    print(f"feature_repo: no feature tables in {_FEATURES_URI} yet: create them with `python test_workflow.py` "
+          "(a small simulation) or `mhp simulate --out data && mhp backfill --workspace data`", file=sys.stderr)
 _objects = build(_FEATURES_URI)   # Feast name -> object
 
 # Entities (join keys). The marketplace entity has the constant key "global".
