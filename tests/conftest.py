@@ -69,3 +69,16 @@ def console_workspace(tmp_path_factory):
     root = tmp_path_factory.mktemp("console") / "demo"
     end = cw.build(root)
     return root, end, cw.add_untrusted(root, end)
+
+
+@pytest.fixture(scope="module")
+def running(console_workspace):
+    """The console (and the inference server it starts) on the console workspace, per test module."""
+    from console.server import build_console, start
+    from core.workspace import Workspace
+
+    root, end, _ = console_workspace
+    console, inference = build_console(Workspace.local(root), at=end)
+    r = start(console, inference)
+    yield r
+    r.stop()

@@ -12,21 +12,12 @@ import urllib.request
 import pytest
 
 from console.alert_feed import ensure_id
-from console.server import build_console, start
+from console.server import build_console
 from core.times import isoformat_z
 from core.workspace import Workspace
 from mhp.cli import main
 from serving.alerts import alert_id
 from testing.console_workspace import EVIL_ID
-
-
-@pytest.fixture(scope="module")
-def running(console_workspace):
-    root, end, _ = console_workspace
-    console, inference = build_console(Workspace.local(root), at=end)
-    r = start(console, inference)
-    yield r
-    r.stop()
 
 
 def get(url: str) -> tuple[int, str]:

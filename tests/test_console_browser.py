@@ -11,9 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from console.server import build_console, start
 from core.times import isoformat_z
-from core.workspace import Workspace
 from mhp.cli import main
 
 pytestmark = pytest.mark.browser
@@ -42,15 +40,6 @@ def browser():
     driver.set_page_load_timeout(30)
     yield driver
     driver.quit()
-
-
-@pytest.fixture(scope="module")
-def running(console_workspace):
-    root, end, _ = console_workspace
-    console, inference = build_console(Workspace.local(root), at=end)
-    r = start(console, inference)
-    yield r
-    r.stop()
 
 
 @pytest.fixture(scope="module")

@@ -36,7 +36,7 @@ import numpy as np
 import pandas as pd
 
 from validation import drift_daily
-from validation.drift_tenure import tenure_weights
+from validation.drift_tenure import quantile_buckets, tenure_weights
 from validation.drift_types import align_types
 
 STABLE, DRIFT = 0.1, 0.25
@@ -115,24 +115,17 @@ def feature_drift(name: str, reference: pd.Series, serving: pd.Series, bins: int
 
         buckets = cats + ["(unseen)", "(null)"]
         kind = "categorical"
+        ref_buckets, srv_buckets = bucket(ref), bucket(srv)
     else:
-        ref = pd.to_numeric(reference, errors="coerce").astype(float).to_numpy()
-        srv = pd.to_numeric(serving, errors="coerce").astype(float).to_numpy()
-        finite = ref[~np.isnan(ref)]
-        edges = np.unique(np.quantile(finite, np.linspace(0, 1, bins + 1)[1:-1])) if finite.size else np.array([])
-
-        def bucket(x: np.ndarray) -> np.ndarray:
-            b = np.searchsorted(edges, np.nan_to_num(x), side="right")
-            return np.where(np.isnan(x), len(edges) + 1, b)
-
+        edges, ref_buckets, srv_buckets, _, _ = quantile_buckets(reference, serving, bins)
         names = [f"<= {edges[0]:.4g}"] if len(edges) else ["all"]
         names += [f"({a:.4g}, {b:.4g}]" for a, b in zip(edges[:-1], edges[1:])]
         if len(edges):
             names.append(f"> {edges[-1]:.4g}")
         buckets = names + ["(null)"]
         kind = "numeric"
-    r = _shares(bucket(ref), len(buckets), reference_weights)
-    s = _shares(bucket(srv), len(buckets), None)
+    r = _shares(ref_buckets, len(buckets), reference_weights)
+    s = _shares(srv_buckets, len(buckets), None)
     n_ref, n_srv = sizes or (len(reference), len(serving))
     noise = noise_floor(int(((r > 0) | (s > 0)).sum()), n_ref, n_srv)
     return FeatureDrift(name, kind, psi(r, s), buckets, r, s, noise)

@@ -11,10 +11,11 @@ import numpy as np
 import pandas as pd
 
 
-def tenure_weights(reference_tenure: pd.Series, serving_tenure: pd.Series, bins: int = 10) -> np.ndarray:
-    """Per reference row: served share / reference share of its tenure bucket (mean weight 1)."""
-    ref = pd.to_numeric(reference_tenure, errors="coerce").astype(float).to_numpy()
-    srv = pd.to_numeric(serving_tenure, errors="coerce").astype(float).to_numpy()
+def quantile_buckets(reference: pd.Series, serving: pd.Series, bins: int = 10):
+    """Numeric values in the reference's quantile buckets: (edges, reference buckets, serving
+    buckets, reference values, serving values); bucket ``len(edges) + 1`` holds the nulls."""
+    ref = pd.to_numeric(reference, errors="coerce").astype(float).to_numpy()
+    srv = pd.to_numeric(serving, errors="coerce").astype(float).to_numpy()
     finite = ref[~np.isnan(ref)]
     edges = np.unique(np.quantile(finite, np.linspace(0, 1, bins + 1)[1:-1])) if finite.size else np.array([])
 
@@ -22,7 +23,12 @@ def tenure_weights(reference_tenure: pd.Series, serving_tenure: pd.Series, bins:
         b = np.searchsorted(edges, np.nan_to_num(x), side="right")
         return np.where(np.isnan(x), len(edges) + 1, b)
 
-    rb, sb = bucket(ref), bucket(srv)
+    return edges, bucket(ref), bucket(srv), ref, srv
+
+
+def tenure_weights(reference_tenure: pd.Series, serving_tenure: pd.Series, bins: int = 10) -> np.ndarray:
+    """Per reference row: served share / reference share of its tenure bucket (mean weight 1)."""
+    edges, rb, sb, ref, srv = quantile_buckets(reference_tenure, serving_tenure, bins)
     n = len(edges) + 2
     r_share = np.bincount(rb, minlength=n) / max(len(ref), 1)
     s_share = np.bincount(sb, minlength=n) / max(len(srv), 1)
