@@ -131,37 +131,40 @@ class GuardedDynamoDBOnlineStore(DynamoDBOnlineStore):
         """Read the stored clocks (BatchGetItem), drop the rows older than them, BatchWriteItem the
         rest in chunks of 25, unprocessed items sent again with a back-off."""
         stored: dict[str, str] = {}
+
+        def get(request: dict) -> dict:
+            got = client.batch_get_item(RequestItems=request)
+            for found in got.get("Responses", {}).get(table_name, []):
+                stored[found["entity_id"]["S"]] = found["event_ts"]["S"]
+            return got.get("UnprocessedKeys") or {}
+
+        def put(request: dict) -> dict:
+            return client.batch_write_item(RequestItems=request).get("UnprocessedItems") or {}
+
         keys = [{"entity_id": item["entity_id"]} for item in items]
         for i in range(0, len(keys), BATCH_GET_MAX_KEYS):
-            request = {table_name: {"Keys": keys[i:i + BATCH_GET_MAX_KEYS], "ConsistentRead": True,
-                                    "ProjectionExpression": "entity_id, event_ts"}}
-            for attempt in range(_UNPROCESSED_RETRIES + 1):
-                self.stats.calls += 1
-                got = client.batch_get_item(RequestItems=request)
-                for found in got.get("Responses", {}).get(table_name, []):
-                    stored[found["entity_id"]["S"]] = found["event_ts"]["S"]
-                request = got.get("UnprocessedKeys") or {}
-                if not request:
-                    break
-                if attempt == _UNPROCESSED_RETRIES:
-                    raise RuntimeError(f"{table_name}: BatchGetItem left keys unprocessed after "
-                                       f"{_UNPROCESSED_RETRIES} retries")
-                time.sleep(0.01 * 2 ** min(attempt, 6))
+            self._until_processed(get, {table_name: {"Keys": keys[i:i + BATCH_GET_MAX_KEYS], "ConsistentRead": True,
+                                                     "ProjectionExpression": "entity_id, event_ts"}},
+                                  f"{table_name}: BatchGetItem left keys")
         fresh = [item for item in items
                  if item["event_ts"]["S"] >= stored.get(item["entity_id"]["S"], item["event_ts"]["S"])]
         self.stats.stale += len(items) - len(fresh)
         for i in range(0, len(fresh), BATCH_WRITE_MAX_ITEMS):
-            request = {table_name: [{"PutRequest": {"Item": item}} for item in fresh[i:i + BATCH_WRITE_MAX_ITEMS]]}
-            for attempt in range(_UNPROCESSED_RETRIES + 1):
-                self.stats.calls += 1
-                request = client.batch_write_item(RequestItems=request).get("UnprocessedItems") or {}
-                if not request:
-                    break
-                if attempt == _UNPROCESSED_RETRIES:
-                    raise RuntimeError(f"{table_name}: BatchWriteItem left items unprocessed after "
-                                       f"{_UNPROCESSED_RETRIES} retries")
-                time.sleep(0.01 * 2 ** min(attempt, 6))
+            self._until_processed(put, {table_name: [{"PutRequest": {"Item": item}}
+                                                     for item in fresh[i:i + BATCH_WRITE_MAX_ITEMS]]},
+                                  f"{table_name}: BatchWriteItem left items")
         self.stats.written += len(fresh)
+
+    def _until_processed(self, send, request: dict, what: str) -> None:
+        """Send ``request``, then what comes back unprocessed, with a back-off, a bounded number of times."""
+        for attempt in range(_UNPROCESSED_RETRIES + 1):
+            self.stats.calls += 1
+            request = send(request)
+            if not request:
+                return
+            if attempt == _UNPROCESSED_RETRIES:
+                raise RuntimeError(f"{what} unprocessed after {_UNPROCESSED_RETRIES} retries")
+            time.sleep(0.01 * 2 ** min(attempt, 6))
 
     async def online_write_batch_async(self, config, table, data, progress) -> None:
         # Feast's async writer is unconditional BatchWriteItem too; the guarded one, off the loop
