@@ -55,6 +55,11 @@ class EncodedRow:
         return entity_key, values, self.event_time(), self.created_time()
 
 
+def _is_null(v) -> bool:
+    """None or a float NaN: what pandas' isnull makes null in a non-float column."""
+    return v is None or (isinstance(v, float) and math.isnan(v))
+
+
 def _float(v) -> tuple[bytes, str | None]:
     if v is None or v != v:   # NaN: null, as pandas' isnull
         return _NULL
@@ -63,7 +68,7 @@ def _float(v) -> tuple[bytes, str | None]:
 
 
 def _int(v) -> tuple[bytes, str | None]:
-    if v is None or (isinstance(v, float) and math.isnan(v)):
+    if _is_null(v):
         return _NULL
     if isinstance(v, float) and not v.is_integer():
         raise ValueError(f"an Int64 feature got a fractional value {v!r}")
@@ -72,14 +77,14 @@ def _int(v) -> tuple[bytes, str | None]:
 
 
 def _bool(v) -> tuple[bytes, str | None]:
-    if v is None or (isinstance(v, float) and math.isnan(v)):
+    if _is_null(v):
         return _NULL
     x = bool(v)
     return ValueProto(bool_val=x).SerializeToString(), str(x)
 
 
 def _string(v) -> tuple[bytes, str | None]:
-    if v is None or (isinstance(v, float) and math.isnan(v)):
+    if _is_null(v):
         return _NULL
     x = str(v)
     return ValueProto(string_val=x).SerializeToString(), x

@@ -67,6 +67,26 @@ def local_feature_store(root, events, until: datetime, feast_dir: str = "feast")
     return store
 
 
+def aws_local_feature_store(root, events_dir, until: datetime, data: str, feast_dir: str = "feast"):
+    """The local Parquet log ``events_dir`` -> ``root/features`` (backfill as of ``until``) -> the
+    feature tables copied under ``data``/features (s3://, moto) -> an aws-local Feast store in
+    ``root/feast_dir`` with the definitions applied (nothing materialized). The backfill reads the
+    local copy: dozens of small daily objects through moto cost ~1 s each."""
+    from pathlib import Path
+
+    from core import storage
+    from features import store as FS
+    from features.backfill import run_backfill
+
+    features = Path(root) / "features"
+    run_backfill(str(events_dir), str(features), until=until, progress=False)
+    for f in sorted(features.rglob("*.parquet")):
+        storage.write_parquet(pq.read_table(f), storage.join(data, "features", str(f.relative_to(features))))
+    store = FS.open_store("aws-local", Path(root) / feast_dir, data)
+    FS.apply(store, storage.join(data, "features"))
+    return store
+
+
 def _backfill_midnight(st: dict, midnight: int) -> bool:
     """The backfill writes a row at every midnight after the first event until MAX_WINDOW_DAYS after
     the last one (online, only the ticks that change the row are sent: ``S.needs_tick``)."""

@@ -15,12 +15,10 @@ from console.server import build_console, start
 from core import aws, local_aws, storage
 from core.times import isoformat_z
 from core.workspace import Workspace
-from features import store as FS
-from features.backfill import run_backfill
 from mhp.cli import main
 from serving.server import InferenceServer
 from testing.toy_model import train_toy_model
-from tests.eventlog import ts, write_log
+from tests.eventlog import aws_local_feature_store, ts, write_log
 from tests.test_serving_e2e import AS_OF, history
 
 pytestmark = pytest.mark.aws
@@ -38,11 +36,7 @@ def aws_world(moto_server_url, tmp_path_factory):
                                  promote_options="permissive")
         storage.write_parquet(table.drop_columns([c for c in table.column_names if c == "date"]),
                               storage.join(data, "events", "date=2025-01-01", "all.parquet"))
-        res = run_backfill(events, str(tmp / "features"), until=AS_OF, progress=False)
-        for uri in res.outputs.values():
-            storage.write_parquet(pq.read_table(uri), storage.join(data, "features", Path(uri).name))
-        store = FS.open_store("aws-local", tmp / "feast", data)
-        FS.apply(store, storage.join(data, "features"))
+        store = aws_local_feature_store(tmp, events, AS_OF, data)
         store.materialize(start_date=ts("2024-12-01T00:00:00Z"), end_date=AS_OF)
         server = InferenceServer(train_toy_model(tmp / "model"), port=0).start()
         try:

@@ -4,15 +4,12 @@ from __future__ import annotations
 
 import random
 
-import pandas as pd
 import pytest
 
-from core import aws, storage
+from core import aws
 from features import catalog as C
-from features import store as FS
-from features.backfill import run_backfill
 from ingestion.push import FeastPusher
-from tests.eventlog import random_history, replay, ts, write_log
+from tests.eventlog import aws_local_feature_store, local_feature_store, random_history, replay, ts, write_log
 
 UNTIL = ts("2025-02-20T00:00:00Z")
 
@@ -50,19 +47,13 @@ def _check(store, history):
 
 
 def test_local_profile_push_path_is_guarded(tmp_path, history):
-    run_backfill(write_log(history, tmp_path / "events"), str(tmp_path / "features"), until=UNTIL, progress=False)
-    store = FS.open_store("local", tmp_path / "state")
-    FS.apply(store, str(tmp_path / "features"))
+    store = local_feature_store(tmp_path, history, UNTIL, "state")
     _check(store, history)
 
 
 def test_aws_local_profile_push_path_is_guarded(moto_endpoint, tmp_path, history):
     aws.ensure_bucket("mhp-guard")
     data = "s3://mhp-guard/ws"
-    run_backfill(write_log(history, tmp_path / "events"), str(tmp_path / "features"), until=UNTIL, progress=False)
-    for f in sorted((tmp_path / "features").rglob("*.parquet")):
-        storage.write_parquet(pd.read_parquet(f), storage.join(data, "features", str(f.relative_to(tmp_path / "features"))))
-    store = FS.open_store("aws-local", tmp_path / "state", data)
-    FS.apply(store, storage.join(data, "features"))
+    store = aws_local_feature_store(tmp_path, write_log(history, tmp_path / "events"), UNTIL, data, "state")
     assert type(store._get_provider().online_store).__name__ == "GuardedDynamoDBOnlineStore"
     _check(store, history)

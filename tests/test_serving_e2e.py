@@ -4,15 +4,11 @@
 within the cooldown. Then the endpoint goes down: requests are kept, nothing is lost, and
 the alerts arrive once it is back; an unreachable SNS keeps alerts in the outbox."""
 from datetime import timedelta
-from pathlib import Path
 
 import pandas as pd
-import pyarrow.parquet as pq
 import pytest
 
-from core import aws, local_aws, storage
-from features import store as FS
-from features.backfill import run_backfill
+from core import aws, local_aws
 from serving.batch import active_customers, score_all
 from serving.config import SPEC_RULES, ServingConfig
 from serving.hook import ServingScoringHook
@@ -20,7 +16,7 @@ from serving.runtime import build_service
 from serving.server import InferenceServer
 from serving.sinks import SnsSink
 from testing.toy_model import train_toy_model
-from tests.eventlog import ev, session, ts, write_log
+from tests.eventlog import aws_local_feature_store, ev, session, ts, write_log
 
 T0 = ts("2025-01-01T00:00:00Z")
 AS_OF = ts("2025-03-01T12:00:00Z")
@@ -78,11 +74,7 @@ def feast_world(moto_server_url, tmp_path_factory):
         # the backfill runs on the local copy of the log (the same code reads s3:// too, but ~60 small
         # objects through moto cost ~50 s); its feature tables go to S3 where Feast reads them
         events = write_log(history(), tmp / "events")
-        res = run_backfill(events, str(tmp / "features"), until=AS_OF, progress=False)
-        for uri in res.outputs.values():
-            storage.write_parquet(pq.read_table(uri), storage.join(data, "features", Path(uri).name))
-        store = FS.open_store("aws-local", tmp / "feast", data)
-        FS.apply(store, storage.join(data, "features"))
+        store = aws_local_feature_store(tmp, events, AS_OF, data)
         store.materialize(start_date=ts("2024-12-01T00:00:00Z"), end_date=AS_OF)
         try:
             yield store, data, events
