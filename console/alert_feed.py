@@ -11,10 +11,11 @@ from __future__ import annotations
 import json
 import sqlite3
 from dataclasses import dataclass
-from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from core.errors import UsageError
+from core.times import parse_utc_time
 from serving.alerts import alert_id
 
 
@@ -36,7 +37,7 @@ class Page:
 
 def ensure_id(alert: dict[str, Any]) -> dict[str, Any]:
     if not alert.get("alert_id"):
-        as_of = datetime.fromisoformat(str(alert.get("as_of", "")).replace("Z", "+00:00"))
+        as_of = parse_utc_time(str(alert.get("as_of", "")), "as_of")
         alert = {**alert, "alert_id": alert_id(str(alert.get("customer_id", "")), str(alert.get("type", "")),
                                                as_of, str(alert.get("model_version", "")))}
     return alert
@@ -70,7 +71,7 @@ class AlertFeed:
         for alert in self._from_outbox() + self._from_log():
             try:
                 alert = ensure_id(alert)
-            except ValueError:
+            except UsageError:
                 continue  # a line without a readable as-of time cannot be keyed: not shown
             by_id.setdefault(alert["alert_id"], alert)
         return sorted(by_id.values(), key=lambda a: (str(a.get("as_of", "")), a["alert_id"]), reverse=True)

@@ -32,7 +32,7 @@ from core.times import isoformat_z
 from serving.attribution import explain
 
 from . import charts
-from .context import CATEGORIES, HEAD_DIRECTION, HEAD_RANGE, HEADS, Console
+from .context import CATEGORIES, HEAD_DIRECTION, HEAD_RANGE, HEADS, ON_DEMAND_VIEWS, Console
 
 MAX_LIMIT = 200
 MAX_ID = 128
@@ -192,8 +192,7 @@ def create_app(console: Console) -> FastAPI:
             view = console.views.get(name, "")
             groups.setdefault(console.categories.get(name, "other"), []).append({
                 "name": name, "value": value, "pct": console.history.percentile(name, value), "view": view,
-                "updated": stamps.get(view) or ("computed at request time" if view.startswith("customer_")
-                                                and view != "customer_features" else "—")})
+                "updated": stamps.get(view) or ("computed at request time" if view in ON_DEMAND_VIEWS else "—")})
         for items in top.values():
             for f in items:
                 f["pct"] = console.history.percentile(f["feature"], f["value"])

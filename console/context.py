@@ -12,7 +12,7 @@ from typing import Any, Callable
 from core.workspace import Workspace
 from features import catalog as C
 from features.retrieval import NO_SUBJECT, NO_TUTOR, online_feature_dict
-from serving.config import ServingConfig
+from serving.config import HEADS, ServingConfig
 from serving.scoring import Scored, Scorer
 
 from .acks import AckStore
@@ -21,7 +21,8 @@ from .event_log import EventLog
 from .reports import Reports
 from .served_history import ServedHistory
 
-HEADS = ("churn_risk_30d", "ib_call_risk_14d", "customer_health_score")
+#: the views computed at request time (their features have no stored update time)
+ON_DEMAND_VIEWS = frozenset(f.view for f in C.ON_DEMAND)
 #: the direction that makes a head worse: churn and IB-call risk up, health down
 HEAD_DIRECTION = {"churn_risk_30d": 1, "ib_call_risk_14d": 1, "customer_health_score": -1}
 HEAD_RANGE = {"churn_risk_30d": (0.0, 1.0), "ib_call_risk_14d": (0.0, 1.0), "customer_health_score": (0.0, 100.0)}

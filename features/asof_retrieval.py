@@ -126,7 +126,7 @@ class AsOfRetrievalJob(IbisRetrievalJob):
         if table.num_rows == 0:  # Feast's own transform types empty outputs as null columns
             return super().to_arrow(timeout=timeout)
         requested = self._requested_on_demand()
-        columns = _Columns(table)
+        columns = table  # the joined columns (the outputs appended below are not inputs)
         for odfv in odfvs:
             wanted = requested.get(odfv.name, requested.get(odfv.projection.name_to_use()))
             for name, arr in evaluate_on_demand_columns(odfv.name, columns, table.num_rows).items():
@@ -154,15 +154,3 @@ class AsOfRetrievalJob(IbisRetrievalJob):
     def to_remote_storage(self) -> List[str]:
         self.table = ibis.memtable(self._to_arrow_internal())
         return super().to_remote_storage()
-
-
-class _Columns:
-    """Columns of the joined table by name, read only when an on-demand feature asks for them."""
-
-    def __init__(self, table: pa.Table):
-        self._table = table
-
-    def __getitem__(self, name: str):
-        if name not in self._table.column_names:
-            raise KeyError(name)
-        return self._table.column(name)

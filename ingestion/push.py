@@ -18,31 +18,16 @@ from __future__ import annotations
 import threading
 from typing import Protocol
 
-import pandas as pd
-
 from features import catalog as C
 
 from .records import from_us
 
 PUSH_SOURCE = f"{C.CUSTOMER_VIEW}_push"
-_PANDAS_DTYPES = {"int64": "Int64", "float64": "float64", "bool": "boolean", "string": "object"}
 
 
 class Pusher(Protocol):
     def push(self, rows: list[tuple[str, int, dict]]) -> None:
         """rows: (customer_id, clock_us, features) -- at most one row per customer."""
-
-
-def rows_frame(rows: list[tuple[str, int, dict]]) -> pd.DataFrame:
-    """The push DataFrame: customer_id, event_timestamp (us, UTC) and every customer-view feature."""
-    data: dict[str, object] = {
-        "customer_id": [r[0] for r in rows],
-        "event_timestamp": pd.Series(pd.to_datetime([r[1] for r in rows], unit="us", utc=True),
-                                     dtype="datetime64[us, UTC]"),
-    }
-    for f in C.CUSTOMER_FEATURES:
-        data[f.name] = pd.Series([r[2][f.name] for r in rows], dtype=_PANDAS_DTYPES[f.dtype])
-    return pd.DataFrame(data)
 
 
 class FeastPusher:
@@ -87,7 +72,7 @@ class FeastPusher:
         self.rows += len(rows)
 
 
-__all__ = ["FeastPusher", "Pusher", "PUSH_SOURCE", "rows_frame", "from_us"]
+__all__ = ["FeastPusher", "Pusher", "PUSH_SOURCE", "from_us"]
 
 
 class MemoryPusher:

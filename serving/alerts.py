@@ -19,7 +19,7 @@ from typing import Any, Mapping, Sequence
 
 from core.times import isoformat_z
 
-from .config import AlertRule
+from .config import HEADS, AlertRule
 
 SPEC_DETAILS = {"churn_risk_ib_calls": "High likelihood of \u22652 IB calls in 14 days"}
 
@@ -57,8 +57,7 @@ def build_alert(rule: AlertRule, customer_id: str, as_of: datetime, prediction: 
         "rule": {"head": rule.head, "op": rule.op, "threshold": rule.threshold,
                  **({"cut": cut} if rule.is_rank else {})},
         "value": value,
-        "predictions": {h: float(prediction[h]) for h in ("churn_risk_30d", "ib_call_risk_14d",
-                                                           "customer_health_score") if h in prediction},
+        "predictions": {h: float(prediction[h]) for h in HEADS if h in prediction},
         "top_features": top_features,
     })
     return alert

@@ -17,19 +17,18 @@ from __future__ import annotations
 import asyncio
 import json
 import sys
+from http import HTTPStatus
 
 import h11
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
 DEFAULT_REQUEST_TIMEOUT = 10.0
-_REASONS = {400: "Bad Request", 408: "Request Timeout", 414: "URI Too Long",
-            431: "Request Header Fields Too Large"}
 
 
 def raw_json_error(status: int, message: str) -> bytes:
     """A complete HTTP/1.1 error response that closes the connection (no h11 state needed)."""
     body = json.dumps({"error": message, "status": status}).encode()
-    head = (f"HTTP/1.1 {status} {_REASONS.get(status, 'Error')}\r\ncontent-type: application/json\r\n"
+    head = (f"HTTP/1.1 {status} {HTTPStatus(status).phrase}\r\ncontent-type: application/json\r\n"
             f"content-length: {len(body)}\r\nconnection: close\r\n\r\n")
     return head.encode("ascii") + body
 

@@ -25,12 +25,10 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Iterable, Mapping, Sequence
 
-from core.times import to_us
+from core.times import DAY_US, parse_utc_time, to_us
 from labels.definitions import CALLS_DAYS, CALLS_THRESHOLD, CHURN_DAYS
 
 from .config import AlertRule
-
-DAY_US = 86_400_000_000
 
 
 @dataclass(frozen=True)
@@ -67,7 +65,7 @@ def _us(t: Any) -> int:
     if isinstance(t, int):
         return t
     if isinstance(t, str):
-        return to_us(datetime.fromisoformat(t.replace("Z", "+00:00")))
+        return to_us(parse_utc_time(t, "as_of"))
     return to_us(t)
 
 
@@ -183,7 +181,9 @@ def oracle_probabilities(sim_dir: str, alerts: Sequence[Mapping[str, Any]], n_pa
     """(customer, as_of, target name) -> the simulator oracle's probability of the rule's event."""
     import pandas as pd
 
-    from simulator.oracle import label_probabilities  # lazy: the oracle only for reports
+    from simulator.oracle import (
+        label_probabilities,  # lazy: the oracle only for reports
+    )
 
     keys = sorted({(a["customer_id"], str(a["as_of"])) for a in alerts})
     if not keys:

@@ -44,7 +44,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from starlette.exceptions import HTTPException
 
-from serving.http_protocol import DeadlineH11Protocol
+from serving.http_protocol import DEFAULT_REQUEST_TIMEOUT, DeadlineH11Protocol
 from training.artifact import load_artifact
 
 log = logging.getLogger("mhp.serving.server")
@@ -52,7 +52,6 @@ log = logging.getLogger("mhp.serving.server")
 DEFAULT_PORT = 8080
 DEFAULT_MAX_BODY_BYTES = 16 * 1024 * 1024
 DEFAULT_MAX_HEADER_BYTES = 16 * 1024
-DEFAULT_REQUEST_TIMEOUT = 10.0
 DEFAULT_KEEP_ALIVE_TIMEOUT = 5
 DEFAULT_MAX_PENDING = 128
 JSON_MEDIA = "application/json"

@@ -8,6 +8,7 @@ import random
 import sqlite3
 from datetime import timezone
 
+import pandas as pd
 import pytest
 from feast.data_source import PushMode
 from feast.protos.feast.types.Value_pb2 import Value as ValueProto
@@ -15,10 +16,25 @@ from feast.types import Bool, Float64, Int64, String
 
 from features import catalog as C
 from features.online_encoding import value_encoder
-from ingestion.push import PUSH_SOURCE, FeastPusher, rows_frame
+from ingestion.push import PUSH_SOURCE, FeastPusher
 from tests.eventlog import local_feature_store, random_history, replay, ts
 
 UNTIL = ts("2025-02-20T00:00:00Z")
+
+
+_PANDAS_DTYPES = {"int64": "Int64", "float64": "float64", "bool": "boolean", "string": "object"}
+
+
+def rows_frame(rows: list[tuple[str, int, dict]]) -> pd.DataFrame:
+    """What FeatureStore.push takes for the pusher's rows: customer_id, event_timestamp (us, UTC) and every customer-view feature."""
+    data: dict[str, object] = {
+        "customer_id": [r[0] for r in rows],
+        "event_timestamp": pd.Series(pd.to_datetime([r[1] for r in rows], unit="us", utc=True),
+                                     dtype="datetime64[us, UTC]"),
+    }
+    for f in C.CUSTOMER_FEATURES:
+        data[f.name] = pd.Series([r[2][f.name] for r in rows], dtype=_PANDAS_DTYPES[f.dtype])
+    return pd.DataFrame(data)
 
 
 @pytest.fixture(scope="module")
