@@ -194,7 +194,7 @@ def _drift(args) -> int:
     if not Path(args.serving).exists():
         raise UsageError(f"--serving: {args.serving!r} does not exist (expected the serving log: JSONL or Parquet)")
     try:
-        srv = load_serving_log(args.serving, ref)
+        srv = load_serving_log(args.serving)   # drift_report gives it the reference's types
     except Exception as exc:  # unreadable or mistyped served log: a usage problem naming the column/line
         raise UsageError(f"--serving: cannot read {args.serving!r} as a serving log: {exc}") from None
     features = args.features.split(",") if args.features else None
