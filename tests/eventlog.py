@@ -87,6 +87,17 @@ def aws_local_feature_store(root, events_dir, until: datetime, data: str, feast_
     return store
 
 
+class RecordCollector:
+    """Stands in for the ingester to capture the Kinesis records a replay produces (ticks included)."""
+
+    def __init__(self):
+        self.records = []
+
+    def handle(self, event):
+        self.records += event["Records"]
+        return {"batchItemFailures": []}
+
+
 def _backfill_midnight(st: dict, midnight: int) -> bool:
     """The backfill writes a row at every midnight after the first event until MAX_WINDOW_DAYS after
     the last one (online, only the ticks that change the row are sent: ``S.needs_tick``)."""

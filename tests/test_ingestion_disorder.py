@@ -16,7 +16,7 @@ from ingestion.push import MemoryPusher
 from ingestion.records import horizon_key, to_us
 from ingestion.replay import StreamReplay
 from ingestion.state_store import SQLiteStateStore
-from tests.eventlog import random_history, session
+from tests.eventlog import RecordCollector, random_history, session
 
 DAYS = 20
 MAX_DELAY_S = 26 * 86400          # within the 30-day allowed lateness, whatever the batching
@@ -37,21 +37,10 @@ def history(seed):
 HISTORY = {seed: history(seed) for seed in range(3)}
 
 
-class Collector:
-    """Stands in for the ingester to capture the Kinesis records a replay produces (ticks included)."""
-
-    def __init__(self):
-        self.records = []
-
-    def handle(self, event):
-        self.records += event["Records"]
-        return {"batchItemFailures": []}
-
-
 def records_for(tmp, lines: list[bytes]) -> list[dict]:
     path = tmp / "stream.jsonl"
     path.write_bytes(b"\n".join(lines) + b"\n")
-    col = Collector()
+    col = RecordCollector()
     StreamReplay(col, path, batch_size=10 ** 9).run_until(None)
     return col.records
 

@@ -16,23 +16,13 @@ from ingestion.replay import StreamReplay
 from ingestion.state_store import SQLiteStateStore
 from simulator.config import Disorder, SimConfig
 from simulator.run import simulate
+from tests.eventlog import RecordCollector
 
 CUSTOMERS, DAYS, SEED = 40, 14, 11
 
 
-class Collector:
-    """Stands in for the ingester to capture the Kinesis records a replay produces (ticks included)."""
-
-    def __init__(self):
-        self.records = []
-
-    def handle(self, event):
-        self.records += event["Records"]
-        return {"batchItemFailures": []}
-
-
 def records_of(root):
-    col = Collector()
+    col = RecordCollector()
     StreamReplay(col, root / "stream.jsonl", batch_size=10 ** 9).run_until(None)
     return col.records
 
