@@ -1,0 +1,83 @@
+"""One Spark session for the offline jobs (``--engine spark``): local mode here, the cluster's on EMR/Glue.
+
+The settings that make Spark's answers equal DuckDB's are fixed here, once: UTC session time,
+ANSI SQL (errors instead of silent nulls), microsecond Parquet timestamps. Everything else
+(master, memory, shuffle partitions) comes from the environment so the same job runs on a
+laptop and on a cluster (docs/scale.md):
+
+    MHP_SPARK_MASTER              default ``local[2]``; on a cluster leave it to spark-submit
+    MHP_SPARK_DRIVER_MEMORY       default ``2g`` (local mode: the only JVM)
+    MHP_SPARK_SHUFFLE_PARTITIONS  default 8 (small local data); a cluster wants ~2-3 x its cores
+
+Public API::
+
+    spark_session() -> pyspark.sql.SparkSession   # created once per process, reused
+    stop_spark()                                  # stop it (tests, end of a command)
+    SparkUnavailable                              # pyspark or Java missing: says how to install
+"""
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+
+from core.errors import UsageError
+
+_SESSION = None
+
+
+class SparkUnavailable(UsageError):
+    """``--engine spark`` cannot start: pyspark or a Java runtime is missing."""
+
+
+def _check_java() -> None:
+    java = os.path.join(os.environ["JAVA_HOME"], "bin", "java") if os.environ.get("JAVA_HOME") else shutil.which("java")
+    if not java or not os.path.exists(java):
+        raise SparkUnavailable("--engine spark needs a Java 17+ runtime: none found (install openjdk-17-jre-headless "
+                               "or set JAVA_HOME)")
+    out = subprocess.run([java, "-version"], capture_output=True, text=True).stderr
+    try:
+        major = int(out.split('"')[1].split(".")[0])
+    except (IndexError, ValueError):
+        return  # an unusual banner: let Spark itself judge
+    if major < 17:
+        raise SparkUnavailable(f"--engine spark needs Java 17 or newer; {java} is Java {major}")
+
+
+def spark_session():
+    """The process's Spark session (created on first use)."""
+    global _SESSION
+    if _SESSION is not None and not _SESSION.sparkContext._jsc.sc().isStopped():
+        return _SESSION
+    try:
+        from pyspark.sql import SparkSession
+    except ImportError as e:
+        raise SparkUnavailable("--engine spark needs pyspark: pip install 'marketplace-health[spark]'") from e
+    _check_java()
+    builder = SparkSession.builder.appName("marketplace-health")
+    master = os.environ.get("MHP_SPARK_MASTER", "local[2]")
+    if master:
+        builder = builder.master(master)
+    if master.startswith("local"):
+        # Local mode binds to loopback only; nothing listens beyond this machine.
+        os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
+        builder = (builder.config("spark.driver.host", "127.0.0.1")
+                   .config("spark.driver.bindAddress", "127.0.0.1")
+                   .config("spark.driver.memory", os.environ.get("MHP_SPARK_DRIVER_MEMORY", "2g"))
+                   .config("spark.ui.enabled", "false"))
+    builder = (builder
+               .config("spark.sql.session.timeZone", "UTC")
+               .config("spark.sql.ansi.enabled", "true")
+               .config("spark.sql.parquet.outputTimestampType", "TIMESTAMP_MICROS")
+               .config("spark.sql.shuffle.partitions", os.environ.get("MHP_SPARK_SHUFFLE_PARTITIONS", "8"))
+               .config("spark.sql.adaptive.enabled", "true"))
+    _SESSION = builder.getOrCreate()
+    _SESSION.sparkContext.setLogLevel("ERROR")
+    return _SESSION
+
+
+def stop_spark() -> None:
+    global _SESSION
+    if _SESSION is not None:
+        _SESSION.stop()
+        _SESSION = None
