@@ -5,6 +5,7 @@ import os
 from pathlib import Path
 
 import pytest
+from hypothesis import settings
 
 from core import local_aws
 
@@ -21,6 +22,13 @@ FAST_LANE = {
     "test_serving_rule_quality.py",
     "test_training_preprocess.py", "test_training_model.py", "test_training_launcher.py",
 }
+
+
+# CI runs the property tests on a fixed sequence of examples (same inputs, same outputs); locally
+# Hypothesis keeps exploring new ones.
+settings.register_profile("ci", derandomize=True)
+if os.environ.get("CI"):
+    settings.load_profile("ci")
 
 
 def pytest_configure(config):
