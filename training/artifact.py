@@ -6,7 +6,8 @@ contents, not the directory):
     model.pt              state_dict of the MultiTaskNet or EnsembleNet (torch.save, weights only)
     preprocess.json       fitted preprocessing (training/preprocess.py), JSON, no pickle
     model_config.json     architecture, feature schema, model version, feature service,
-                          head -> label names, training metadata
+                          head -> label names, training metadata, post-hoc calibration
+                          (head -> isotonic breakpoints, training/calibration.py)
     code/inference.py     model_fn / input_fn / predict_fn / output_fn
     code/preprocess.py    copies of our modules, so inference runs without our package
     code/model.py
@@ -38,11 +39,14 @@ _HERE = Path(__file__).resolve().parent
 
 
 def save_model_dir(model_dir, *, net, preprocessor, train_config: Mapping[str, Any], train_summary: Mapping[str, Any],
-                   model_version: str | None = None, metadata: Mapping[str, Any] | None = None) -> dict[str, Any]:
+                   model_version: str | None = None, metadata: Mapping[str, Any] | None = None,
+                   calibration: Mapping[str, Any] | None = None) -> dict[str, Any]:
     """Write the artifact layout into ``model_dir``; returns the model_config written.
 
     ``model_version`` defaults to ``<feature_service>-<first 12 hex of sha256(model.pt)>``,
-    so the same weights always carry the same version and different weights never share one.
+    so the same weights always carry the same version and different weights never share one;
+    with a ``calibration`` (head -> stored map), the hash covers model.pt's bytes followed by
+    the calibration's canonical JSON, since the calibration changes what the model serves.
     """
     import torch
 
@@ -53,8 +57,11 @@ def save_model_dir(model_dir, *, net, preprocessor, train_config: Mapping[str, A
     weights = root / "model.pt"
     torch.save(net.state_dict(), weights)
     digest = hashlib.sha256(weights.read_bytes()).hexdigest()
+    calibration = {h: dict(m) for h, m in (calibration or {}).items() if m}
+    served = digest if not calibration else hashlib.sha256(
+        weights.read_bytes() + json.dumps(calibration, sort_keys=True).encode()).hexdigest()
     service = preprocessor.schema.feature_service
-    version = model_version or f"{service}-{digest[:12]}"
+    version = model_version or f"{service}-{served[:12]}"
     preprocessor.save(root / "preprocess.json")
     config = {
         "format_version": ARTIFACT_FORMAT_VERSION,
@@ -67,6 +74,7 @@ def save_model_dir(model_dir, *, net, preprocessor, train_config: Mapping[str, A
         "input_names": preprocessor.output_names,
         "labels": {h: HEAD_LABELS[h] for h in net.config.heads},
         "outputs": {h: ("probability" if h != "customer_health_score" else "score_0_100") for h in net.config.heads},
+        "calibration": calibration,
         "training": {"hyperparameters": dict(train_config), **dict(train_summary), **dict(metadata or {}),
                      "torch_version": torch.__version__},
     }

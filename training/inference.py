@@ -113,10 +113,26 @@ class ModelBundle:
         self.config = config
         self.model_version = str(config["model_version"])
         self.heads = list(config["architecture"]["heads"])
+        self.calibration = _calibration_maps(config.get("calibration") or {}, self.heads)
 
     @property
     def feature_names(self) -> list[str]:
         return self.preprocessor.schema.names
+
+
+def _calibration_maps(stored: dict[str, Any], heads: list[str]) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """model_config.json's post-hoc calibration (training/calibration.py): head -> isotonic breakpoints,
+    applied with np.interp (no scikit-learn here). A malformed entry fails the load, not a request."""
+    maps = {}
+    for head, entry in stored.items():
+        if head not in heads or not isinstance(entry, dict) or entry.get("method") != "isotonic":
+            raise RuntimeError(f"model_config.json: calibration for {head!r} is not an isotonic map of a head")
+        x, y = np.asarray(entry["x"], dtype=float), np.asarray(entry["y"], dtype=float)
+        if x.ndim != 1 or x.shape != y.shape or len(x) < 2 or np.any(np.diff(x) <= 0) or not np.isfinite(y).all():
+            raise RuntimeError(f"model_config.json: calibration for {head!r} needs increasing x and finite y "
+                               "of equal length >= 2")
+        maps[head] = (x, y)
+    return maps
 
 
 def model_fn(model_dir: str) -> ModelBundle:
@@ -272,6 +288,8 @@ def predict_fn(data: list[dict[str, Any]], model: ModelBundle) -> dict[str, Any]
         raise InferenceInputError(str(exc), exc.status_code) from exc
     np.clip(x, -INPUT_CLIP, INPUT_CLIP, out=x)
     scores = _model.predict(model.net, x)
+    for h, (bx, by) in model.calibration.items():
+        scores[h] = np.interp(scores[h], bx, by)
     for h in model.heads:
         bad = ~np.isfinite(scores[h])
         if bad.any():  # a model bug, not a client error: the server answers 500
