@@ -106,9 +106,14 @@ class AsOfRetrievalJob(IbisRetrievalJob):
         except pa.ArrowInvalid as exc:  # Feast's own conversion of the entity frame fails the same way
             raise ValueError(f"entity dataframe: a column does not fit Feast's type for it ({exc}); "
                              "event times must be whole microseconds (e.g. .dt.floor('us'))") from exc
-        feats = pit_join(self._con, entity, self._ts_col, self._plan)
+        feats = self._join(entity)
         cols = list(entity.columns) + [feats.column(f.name).cast(f.type) for f in list(self._schema)[n_entity:]]
         return pa.Table.from_arrays(cols, schema=self._schema)
+
+    def _join(self, entity: pa.Table) -> pa.Table:
+        """The plan's feature columns for every entity row, in order (``features.feast_spark_offline``
+        runs the same join on Spark)."""
+        return pit_join(self._con, entity, self._ts_col, self._plan)
 
     def _to_df_internal(self, timeout: Optional[int] = None) -> pd.DataFrame:
         return self._to_arrow_internal(timeout).to_pandas()

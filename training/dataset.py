@@ -37,18 +37,23 @@ from typing import Any, Callable
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 
 import labels as L
+from core.spark import spark_session
 from core.times import DAY_US, from_us
 from core.workspace import Workspace
 from features import catalog as C
 from features import store as FS
 from features.backfill import connect, run_backfill
 from features.feast_objects import source_path
+from features.feast_spark_offline import spark_feature_store
+from features.pit_join import ViewJoin
 from features.retrieval import historical_features, model_columns
+from features.spark_pit_join import spark_pit_join
 from simulator.oracle import label_probabilities
 from training.errors import DatasetBuildError
-from training.label_join import compute_labels
+from training.label_join import compute_labels, compute_labels_spark
 from training.quality import check_training_set
 from training.sampling import (
     SamplingPolicy,
@@ -61,14 +66,20 @@ from training.splits import SplitPolicy, assign_splits, split_boundaries
 DATASET_FILE = "dataset.parquet"
 SCHEMA_FILE = "feature_schema.json"
 METADATA_FILE = "metadata.json"
+#: where the joins run: DuckDB in this process, or Spark (``core.spark``); the training set is the same
+ENGINES = ("duckdb", "spark")
+#: entity rows per Feast call: bounds the driver's memory; Spark's per-job overhead wants big calls
+CHUNK_ROWS = {"duckdb": 10_000, "spark": 1_000_000}
 ORACLE_COLUMNS = {"churn_30d": "oracle_churn_30d", "ib_calls_14d": "oracle_ib_calls_14d",
                   "health_score": "oracle_health_score"}
 
 
 # --------------------------------------------------------------------------- features
 
-def snapshot_timestamps(features_uri: str, entity_df: pd.DataFrame) -> pd.Series:
+def snapshot_timestamps(features_uri: str, entity_df: pd.DataFrame, engine: str = "duckdb") -> pd.Series:
     """Timestamp of the latest customer snapshot at or before each row's t (what the join used)."""
+    if engine == "spark":
+        return _snapshot_timestamps_spark(features_uri, entity_df)
     con = connect(features_uri)  # local or s3://
     ent = pd.DataFrame({"row_id": np.arange(len(entity_df)), "customer_id": entity_df["customer_id"].astype(str),
                         "ts": entity_df["event_timestamp"]})
@@ -79,6 +90,23 @@ def snapshot_timestamps(features_uri: str, entity_df: pd.DataFrame) -> pd.Series
         ON e.customer_id = c.customer_id AND e.ts >= c.event_timestamp ORDER BY e.row_id""").df()
     con.close()
     snap = pd.to_datetime(got["snap"], utc=True)
+    snap.index = entity_df.index
+    return snap
+
+
+def _snapshot_timestamps_spark(features_uri: str, entity_df: pd.DataFrame) -> pd.Series:
+    spark = spark_session()
+    name = "__mhp_customer_snapshots"
+    spark.read.parquet(source_path(features_uri, C.CUSTOMER_VIEW)).createOrReplaceTempView(name)
+    ent = pa.table({"customer_id": pa.array(entity_df["customer_id"].astype(str).to_numpy(), pa.string()),
+                    "ts": pa.array(entity_df["event_timestamp"], pa.timestamp("us", tz="UTC"))})
+    view = ViewJoin(relation=name, join_keys={"customer_id": "customer_id"}, timestamp_field="event_timestamp",
+                    created_timestamp_field=None, features={"event_timestamp": "snap"}, ttl=None)
+    try:
+        got = spark_pit_join(spark, ent, "ts", [view])
+    finally:
+        spark.catalog.dropTempView(name)
+    snap = pd.to_datetime(got.column("snap").to_pandas(), utc=True)
     snap.index = entity_df.index
     return snap
 
@@ -157,11 +185,22 @@ def build_training_set(events_uri: str, features_uri: str, store, out_dir, *,
                        sampling: SamplingPolicy = SamplingPolicy(), split: SplitPolicy = SplitPolicy(),
                        sim_dir: str | None = None, oracle_paths: int = 200, oracle_seed: int = 0,
                        oracle_rows: str = "holdout", data_end: datetime | None = None,
-                       chunk_rows: int = 10_000, gate: bool = True, progress: bool = True,
-                       log: Callable[[str], None] = print) -> DatasetResult:
-    """Sample, label, split, retrieve features (and the oracle), gate, and write the dataset."""
+                       chunk_rows: int | None = None, gate: bool = True, progress: bool = True,
+                       engine: str = "duckdb", log: Callable[[str], None] = print) -> DatasetResult:
+    """Sample, label, split, retrieve features (and the oracle), gate, and write the dataset.
+
+    ``engine="spark"``: the labels, the point-in-time joins (Feast's ``get_historical_features``
+    through ``features.feast_spark_offline``) and the snapshot times run on Spark; the sampling
+    (a scan of the log for the entity rows), the on-demand views, the oracle and the gate stay in
+    this process. The result equals the DuckDB engine's, cell for cell."""
     from tqdm import tqdm
 
+    if engine not in ENGINES:
+        raise ValueError(f"engine: expected one of {', '.join(ENGINES)}, got {engine!r}")
+    if engine == "spark":
+        spark = spark_session()  # first: no Java or pyspark fails before any work
+        store = spark_feature_store(store)
+    chunk_rows = chunk_rows or CHUNK_ROWS[engine]
     if oracle_rows not in ("holdout", "test", "all"):
         raise ValueError(f"oracle_rows: expected 'holdout', 'test' or 'all', got {oracle_rows!r}")
     out = Path(out_dir)
@@ -182,7 +221,8 @@ def build_training_set(events_uri: str, features_uri: str, store, out_dir, *,
         rows = rows[rows["split"].notna()].reset_index(drop=True)
         if rows.empty:
             raise DatasetBuildError("the sampling policy gave no entity rows outside the split gaps")
-        lab = compute_labels(con, rows, end_us)
+        lab = (compute_labels_spark(spark, events_uri, rows, end_us) if engine == "spark"
+               else compute_labels(con, rows, end_us))
     finally:
         con.close()
     rows = pd.concat([rows, lab], axis=1)
@@ -194,7 +234,7 @@ def build_training_set(events_uri: str, features_uri: str, store, out_dir, *,
     try:
         bar.set_postfix_str("features")
         feats = retrieve_features(store, rows, chunk_rows=chunk_rows, progress=bar.update)
-        rows["customer_features__ts"] = snapshot_timestamps(features_uri, rows)
+        rows["customer_features__ts"] = snapshot_timestamps(features_uri, rows, engine)
         rows = pd.concat([rows, feats], axis=1)
         if sim_dir:
             bar.set_postfix_str("oracle")
@@ -218,6 +258,7 @@ def build_training_set(events_uri: str, features_uri: str, store, out_dir, *,
         "feature_service": schema["feature_service"],
         "feature_service_version": _schema_version(schema),
         "feature_count": len(schema["features"]),
+        "engine": engine,
         "events_uri": str(events_uri), "features_uri": str(features_uri),
         "activity_start": from_us(start_us).isoformat(), "data_end": from_us(end_us).isoformat(),
         "label_horizon_days": L.LABEL_HORIZON_DAYS,

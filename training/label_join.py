@@ -8,8 +8,12 @@ here is per label: a new aggregate declared in ``labels/`` is in the query.
 """
 from __future__ import annotations
 
+import uuid
+
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
 
 from core.times import DAY_US, from_us, to_us
 from labels import (
@@ -31,8 +35,8 @@ def _quote(name: str) -> str:
     return '"' + name.replace('"', '""') + '"'
 
 
-def label_sql(aggregates: tuple[LabelAggregate, ...] = AGGREGATES, rows: str = "label_rows") -> str:
-    """One query over the view ``ev`` and the table ``rows`` (row_id, customer_id, t_us): a row per
+def label_sql(aggregates: tuple[LabelAggregate, ...] = AGGREGATES, rows: str = "label_rows", events: str = "ev") -> str:
+    """One query over the view ``events`` and the table ``rows`` (row_id, customer_id, t_us): a row per
     row_id, ordered by it, with one column per aggregate (0 when the window has no matching event)."""
     sources = list(dict.fromkeys(a.source for a in aggregates))   # an event filter shared by several aggregates is tested once
     values = list(dict.fromkeys(a.value for a in aggregates if a.value))
@@ -47,12 +51,32 @@ def label_sql(aggregates: tuple[LabelAggregate, ...] = AGGREGATES, rows: str = "
             cols.append(f"COALESCE(SUM(f.{_quote(a.value)}) FILTER (WHERE {cond}), 0) AS {_quote(a.name)}")
     return f"""
         WITH f AS (
-          SELECT customer_id, tsu, {", ".join([*map(_quote, values), *flags])} FROM ev
+          SELECT customer_id, tsu, {", ".join([*map(_quote, values), *flags])} FROM {events}
           WHERE customer_id IS NOT NULL AND ({" OR ".join(s.sql() for s in sources)}))
         SELECT r.row_id, {", ".join(cols)}
         FROM {rows} r LEFT JOIN f
           ON f.customer_id = r.customer_id AND f.tsu > r.t_us AND f.tsu <= r.t_us + {horizon * DAY_US}
         GROUP BY r.row_id ORDER BY r.row_id"""
+
+
+def _label_rows(entity_df: pd.DataFrame, data_end_us: int | None) -> pd.DataFrame:
+    """The ``label_rows`` table (row_id, customer_id, t_us); refuses rows whose horizon passes the data's end."""
+    t_us = entity_df["event_timestamp"].map(to_us).to_numpy(np.int64) if len(entity_df) else np.array([], np.int64)
+    late = t_us + LABEL_HORIZON_DAYS * DAY_US > data_end_us if data_end_us is not None else np.zeros(len(t_us), bool)
+    if late.any():
+        raise DatasetBuildError(f"{int(late.sum())} entity rows have a label horizon past the end of the data "
+                                f"({from_us(data_end_us)}); exclude them instead of labelling them")
+    return pd.DataFrame({"row_id": np.arange(len(entity_df), dtype=np.int64),
+                         "customer_id": entity_df["customer_id"].astype(str).to_numpy(), "t_us": t_us})
+
+
+def _labels(entity_df: pd.DataFrame, agg: pd.DataFrame) -> pd.DataFrame:
+    out = pd.DataFrame(index=entity_df.index)
+    for name, values in label_values({a.name: agg[a.name].to_numpy() for a in AGGREGATES}).items():
+        out[name] = values
+    for a in FUTURE_COLUMNS:
+        out[f"future_{a.name}"] = agg[a.name].to_numpy()
+    return out
 
 
 def compute_labels(con, entity_df: pd.DataFrame, data_end_us: int | None = None) -> pd.DataFrame:
@@ -63,21 +87,36 @@ def compute_labels(con, entity_df: pd.DataFrame, data_end_us: int | None = None)
     the ``future_*`` aggregates (``FUTURE_COLUMNS``). A row whose horizon runs past
     ``data_end_us`` raises: such rows must be excluded before labelling, never labelled.
     """
-    t_us = entity_df["event_timestamp"].map(to_us).to_numpy(np.int64) if len(entity_df) else np.array([], np.int64)
-    late = t_us + LABEL_HORIZON_DAYS * DAY_US > data_end_us if data_end_us is not None else np.zeros(len(t_us), bool)
-    if late.any():
-        raise DatasetBuildError(f"{int(late.sum())} entity rows have a label horizon past the end of the data "
-                                f"({from_us(data_end_us)}); exclude them instead of labelling them")
-    ent = pd.DataFrame({"row_id": np.arange(len(entity_df), dtype=np.int64),
-                        "customer_id": entity_df["customer_id"].astype(str).to_numpy(), "t_us": t_us})
+    ent = _label_rows(entity_df, data_end_us)
     con.register("label_rows", ent)
     try:
         agg = con.execute(label_sql()).df()
     finally:
         con.unregister("label_rows")
-    out = pd.DataFrame(index=entity_df.index)
-    for name, values in label_values({a.name: agg[a.name].to_numpy() for a in AGGREGATES}).items():
-        out[name] = values
-    for a in FUTURE_COLUMNS:
-        out[f"future_{a.name}"] = agg[a.name].to_numpy()
-    return out
+    return _labels(entity_df, agg)
+
+
+def compute_labels_spark(spark, events_uri: str, entity_df: pd.DataFrame, data_end_us: int) -> pd.DataFrame:
+    """``compute_labels`` with the same ``label_sql`` run by Spark over the event log's Parquet files
+    (events up to ``data_end_us``, as ``connect_events``). The generated SQL is standard but quotes
+    identifiers with double quotes: Spark reads them so under ANSI mode with
+    ``spark.sql.ansi.doubleQuotedIdentifiers``, set for this query only."""
+    ent = _label_rows(entity_df, data_end_us)
+    tag = uuid.uuid4().hex[:12]
+    rows, ev = f"label_rows_{tag}", f"ev_{tag}"
+    events = spark.read.option("mergeSchema", "true").parquet(events_uri)
+    (events.drop("date").selectExpr("*", "unix_micros(`timestamp`) AS tsu").where(f"tsu <= {int(data_end_us)}")
+     .createOrReplaceTempView(ev))
+    spark.createDataFrame(pa.Table.from_pandas(ent, preserve_index=False)).createOrReplaceTempView(rows)
+    before = spark.conf.get("spark.sql.ansi.doubleQuotedIdentifiers")
+    spark.conf.set("spark.sql.ansi.doubleQuotedIdentifiers", "true")
+    try:
+        got = spark.sql(label_sql(rows=rows, events=ev)).toArrow()
+    finally:
+        spark.conf.set("spark.sql.ansi.doubleQuotedIdentifiers", before)
+        spark.catalog.dropTempView(rows)
+        spark.catalog.dropTempView(ev)
+    got = got.take(pc.sort_indices(got.column("row_id")))
+    if got.column("row_id").to_pylist() != list(range(len(ent))):
+        raise RuntimeError(f"label join on Spark returned {got.num_rows} rows for {len(ent)} entity rows")
+    return _labels(entity_df, got.to_pandas())
