@@ -23,6 +23,11 @@ log, Feast's point-in-time join for the features; no per-customer Python loops):
 
 ``build_for_workspace`` does the same over a workspace (``core.workspace.Workspace``),
 running the backfill and Feast ``apply`` first when needed (``ensure_feature_store``).
+
+``engine="spark"`` runs steps 3 and 4's joins on Apache Spark (``core.spark``): the labels from
+the same generated SQL, the features through the same Feast call with the offline store
+``features.feast_spark_offline``; sampling, the on-demand views, the oracle and the gate stay in
+this process. The training set is the DuckDB engine's, cell for cell (docs/model.md).
 """
 from __future__ import annotations
 
@@ -303,15 +308,17 @@ def write_dataset(frame: pd.DataFrame, schema: dict, metadata: dict, out_dir) ->
 
 def build_for_workspace(workspace: Workspace | str | Path, *, sampling: SamplingPolicy = SamplingPolicy(),
                         split: SplitPolicy = SplitPolicy(), sim_dir: str | None | bool = True,
-                        out_dir=None, progress: bool = True, log: Callable[[str], None] = print,
-                        **kwargs) -> DatasetResult:
+                        out_dir=None, progress: bool = True, engine: str = "duckdb",
+                        log: Callable[[str], None] = print, **kwargs) -> DatasetResult:
     """``build_training_set`` over a local workspace (backfill + apply first if needed).
 
     ``workspace``: a ``Workspace`` or a local folder. ``sim_dir=True`` uses the workspace itself
     when it is a simulation (simulation.json).
     """
     ws = workspace if isinstance(workspace, Workspace) else Workspace.local(workspace)
+    if engine == "spark":
+        spark_session()  # no Java or pyspark: fail before the backfill
     store = ensure_feature_store(ws, progress=progress, log=log)
     sim = ws.simulation if sim_dir is True else (sim_dir or None)
     return build_training_set(ws.events, ws.features, store, out_dir or ws.dataset, sampling=sampling,
-                              split=split, sim_dir=sim, progress=progress, log=log, **kwargs)
+                              split=split, sim_dir=sim, progress=progress, engine=engine, log=log, **kwargs)

@@ -40,6 +40,9 @@ def register(subparsers) -> None:
     p.add_argument("--oracle-rows", choices=("holdout", "test", "all"), default="holdout",
                    help="rows that get oracle columns (default holdout = validation + test)")
     p.add_argument("--no-oracle", action="store_true", help="skip the oracle even for a simulation workspace")
+    p.add_argument("--engine", choices=("duckdb", "spark"), default="duckdb",
+                   help="where the labels and the point-in-time joins run: DuckDB in this process (default) or "
+                        "Apache Spark (pyspark + Java 17; MHP_SPARK_MASTER, default local[2]); the same training set")
     p.add_argument("--no-gate", action="store_true", help="skip the quality gate (not recommended)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=run)
@@ -96,7 +99,7 @@ def run(args: argparse.Namespace) -> int:
     try:
         res = build_for_workspace(ws, sampling=sampling, split=split, sim_dir=False if args.no_oracle else True,
                                   out_dir=args.out, progress=not args.no_progress, oracle_paths=args.oracle_paths,
-                                  oracle_rows=args.oracle_rows, gate=not args.no_gate)
+                                  oracle_rows=args.oracle_rows, gate=not args.no_gate, engine=args.engine)
     except DatasetBuildError as exc:
         raise UsageError(f"--workspace: {exc}") from None
     except DataQualityError as exc:
