@@ -1,0 +1,179 @@
+"""The backfill on Apache Spark (``mhp backfill --engine spark``): the same tables as the DuckDB
+engine (``features.backfill``), bit for bit, from the same generated statements.
+
+The statements of ``features.backfill_sql`` are rendered in Spark's dialect and each becomes a
+cached temp view; Spark partitions the work itself (shuffles spill to disk), so there is no
+key-range loop: all customers go through one plan.
+
+Outputs: the same files as the DuckDB engine, ``<view>.parquet`` (one file each, which Feast's
+FileSource, ``features.retrieval`` and the training job read) and ``horizon.json``. The small
+group tables are collected as Arrow and written by the driver. The customer table is written by
+Spark's tasks as sorted part files under a scratch directory, then streamed into the one file
+row group by row group (the driver holds one row group at a time); at cluster scale that merge is
+a single sequential copy of the table, the one step that does not scale out.
+
+Storage: local paths are read and written directly. An ``s3://`` event log is first copied to
+local scratch through ``core.storage`` (fsspec): this Spark has no hadoop-aws jars; on EMR or Glue
+Spark reads ``s3://`` natively and the copy is unnecessary. ``s3://`` outputs are written through
+``core.storage`` as well.
+"""
+from __future__ import annotations
+
+import contextlib
+import glob
+import os
+import tempfile
+from datetime import datetime
+
+from core import storage
+from core.times import DAY_US, from_us, to_us
+from events.contract import EVENT_LOG_SCHEMA
+
+from . import catalog as C
+from .backfill import BackfillResult, _ParquetParts, write_horizon
+from .backfill_sql import Statement, customer_statements, group_tables
+from .sql_dialect import SPARK
+
+# Session SQL settings the generated statements need: double-quoted identifiers (the catalog's
+# predicates quote field names the ANSI way).
+_SQL_CONF = {"spark.sql.ansi.doubleQuotedIdentifiers": "true"}
+
+
+@contextlib.contextmanager
+def _sql_conf(spark, settings: dict[str, str]):
+    """Set session SQL settings for the duration of the job; restore the previous values after."""
+    before = {k: spark.conf.get(k, None) for k in settings}
+    for k, v in settings.items():
+        spark.conf.set(k, v)
+    try:
+        yield
+    finally:
+        for k, v in before.items():
+            if v is None:
+                spark.conf.unset(k)
+            else:
+                spark.conf.set(k, v)
+
+
+def _stage_events(events_uri: str, work: str) -> str:
+    """A local path Spark can read: the log itself, or (s3://) a copy of it under ``work``."""
+    if not storage.is_s3(events_uri):
+        path = storage.filesystem(events_uri)[1]
+        if not os.path.isdir(path):
+            raise ValueError(f"no event log directory at {events_uri}")
+        return path
+    fs, path = storage.filesystem(events_uri)
+    local = os.path.join(work, "events")
+    fs.get(path.rstrip("/") + "/", local, recursive=True)
+    return local
+
+
+def load_events(spark, events_path: str, until_us: int | None) -> int:
+    """Expose the log as views ``ev_raw`` / ``ev_all`` / ``ev`` with ``tsu`` (microseconds);
+    returns the cap in microseconds (default: the midnight after the last event)."""
+    from pyspark.sql.pandas.types import from_arrow_schema
+
+    # The contract's columns by name (files missing one read it as null), plus the hive partition.
+    schema = from_arrow_schema(EVENT_LOG_SCHEMA)
+    if not glob.glob(os.path.join(events_path, "**", "*.parquet"), recursive=True):
+        raise ValueError(f"no events found under {events_path}")
+    raw = (spark.read.schema(schema).option("recursiveFileLookup", "true")
+           .option("pathGlobFilter", "*.parquet").parquet(events_path))
+    raw.createOrReplaceTempView("ev_log")
+    cols = ", ".join(f'"{n}"' for n in EVENT_LOG_SCHEMA.names)
+    spark.sql(f'SELECT {cols}, {SPARK.epoch_us(chr(34) + "timestamp" + chr(34))} AS tsu FROM ev_log') \
+        .createOrReplaceTempView("ev_raw")
+    if until_us is None:
+        last = spark.sql("SELECT MAX(tsu) FROM ev_raw").first()[0]
+        if last is None:
+            raise ValueError(f"no events found under {events_path}")
+        until_us = (last // DAY_US + 1) * DAY_US
+    spark.sql(f"SELECT * FROM ev_raw WHERE tsu <= {until_us}").createOrReplaceTempView("ev_all")
+    spark.sql("SELECT * FROM ev_all").createOrReplaceTempView("ev")
+    return until_us
+
+
+def _materialize(spark, stmt: Statement):
+    """The statement's result as a cached temp view named after its table (computed on first use)."""
+    table, query = stmt
+    df = spark.sql(query).cache()
+    df.createOrReplaceTempView(table)
+    return df
+
+
+def _plain_schema(schema):
+    """The schema without Spark's metadata (the DuckDB engine's files carry none)."""
+    return schema.remove_metadata()
+
+
+def _as_written_by_duckdb(table):
+    """The group table with the DuckDB engine's column flags: its Parquet writer marks a column
+    required (Arrow: not nullable) exactly when the column holds no null."""
+    import pyarrow as pa
+
+    schema = pa.schema([f.with_nullable(table.column(f.name).null_count > 0) for f in table.schema])
+    return table.cast(schema)
+
+
+def _write_customer_table(df, uri: str, work: str) -> int:
+    """Spark writes the sorted table as part files; they are streamed into one file at ``uri``."""
+    import pyarrow.parquet as pq
+
+    folder = os.path.join(work, "customer_parts")
+    df.write.mode("overwrite").parquet(folder)
+    parts = sorted(glob.glob(os.path.join(folder, "part-*.parquet")))  # part numbers follow the sort order
+    rows = 0
+    with _ParquetParts(uri) as out:
+        for path in parts:
+            f = pq.ParquetFile(path)
+            schema = _plain_schema(f.schema_arrow)
+            for i in range(f.num_row_groups):
+                group = f.read_row_group(i).replace_schema_metadata(None).cast(schema)
+                rows += group.num_rows
+                out.write(group)
+        if not rows:   # keep the schema of an empty table
+            out.write(pq.read_table(parts[0]).replace_schema_metadata(None) if parts else df.limit(0).toArrow())
+    return rows
+
+
+def run_backfill(events_uri: str, out_uri: str, until: datetime | None = None,
+                 progress: bool = True) -> BackfillResult:
+    """Compute all snapshot tables on Spark and write them as Parquet under ``out_uri`` (the
+    DuckDB engine's files, bit for bit)."""
+    from tqdm import tqdm
+
+    from core.spark import spark_session
+
+    spark = spark_session()
+    with tempfile.TemporaryDirectory(prefix="backfill-spark-") as work, _sql_conf(spark, _SQL_CONF):
+        events_path = _stage_events(events_uri, work)
+        until_us = load_events(spark, events_path, None if until is None else to_us(until))
+        first_us, later = spark.sql(
+            f"SELECT MIN(CASE WHEN tsu <= {until_us} THEN tsu END), COUNT_IF(tsu > {until_us}) FROM ev_raw").first()
+        if first_us is None:
+            raise ValueError(f"no events at or before {until} under {events_uri}")
+        first_day, until_day = first_us // DAY_US, until_us // DAY_US
+        out = out_uri.rstrip("/")
+        written = {}
+        cached = []
+        steps = customer_statements(until_us, SPARK) + group_tables(first_day, until_day, SPARK)
+        tables = {}
+        for stmt in tqdm(steps, desc="backfill (spark)", unit="step", disable=not progress):
+            cached.append(_materialize(spark, stmt))
+            tables[stmt[0]] = cached[-1]
+            if stmt[0] == "customer_snapshots":
+                written[C.CUSTOMER_VIEW] = f"{out}/{C.CUSTOMER_VIEW}.parquet"
+                customer_rows = _write_customer_table(cached[-1], written[C.CUSTOMER_VIEW], work)
+        counts = {}
+        for view in (C.TUTOR_VIEW, C.SUBJECT_VIEW, C.MARKETPLACE_VIEW):
+            table = _as_written_by_duckdb(tables[view].toArrow().replace_schema_metadata(None))
+            counts[view] = table.num_rows
+            written[view] = storage.write_parquet(table, f"{out}/{view}.parquet")
+        valid_before_us = until_us + 1 if later else (until_us // DAY_US + 1) * DAY_US
+        write_horizon(out_uri, until_us, valid_before_us, first_us)
+        for df in cached:
+            df.unpersist()
+        for name in ["ev_log", "ev_raw", "ev_all", "ev"] + list(tables):
+            spark.catalog.dropTempView(name)
+    return BackfillResult(customer_rows, counts[C.TUTOR_VIEW], counts[C.MARKETPLACE_VIEW], from_us(first_us),
+                          from_us(until_us), written)
