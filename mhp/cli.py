@@ -23,6 +23,7 @@ COMMAND_MODULES: list[str] = [
     "mhp.commands.ingest",
     "mhp.commands.serve",
     "mhp.commands.train",
+    "mhp.commands.evaluate",
     "mhp.commands.dataset",
     "mhp.commands.stack",
     "mhp.commands.console",
