@@ -233,7 +233,7 @@ def headline_replicates(groups: np.ndarray, labels: Mapping[str, np.ndarray],
 
 def split_intervals(ev: Evaluation, n_replicates: int = 1000, seed: int = 0) -> dict[str, dict[str, dict[str, float]]]:
     """headline_replicates of the test split as {head: {name: {estimate, lo, hi}}}; {} without customer ids."""
-    from training.bootstrap import summary  # lazy, as above
+    from training.bootstrap import summary  # lazy: only reports with intervals need it
 
     if ev.groups is None:
         return {}

@@ -74,7 +74,7 @@ class WorldScore:
     facts: dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
-        from training.evaluate import HEADLINE_METRICS
+        from training.evaluate import HEADLINE_METRICS  # lazy: imports torch
 
         return {"seed": self.seed, **self.facts,
                 "tasks": {h: {"metric": HEADLINE_METRICS[h], **{q: B.summary(r) for q, r in by.items()}}
@@ -87,8 +87,8 @@ def build_world(seed: int, customers: int, days: int, world_dir: Path, progress:
                 log: Callable[[str], None] = print) -> Path:
     """Simulate the world and build its training set (from scratch); returns the dataset directory."""
     from simulator.config import SimConfig  # lazy: the command parses arguments without the pipeline
-    from simulator.run import simulate
-    from training.dataset import build_for_workspace
+    from simulator.run import simulate  # lazy: as above
+    from training.dataset import build_for_workspace  # lazy: as above
 
     if world_dir.exists():
         shutil.rmtree(world_dir)
@@ -109,7 +109,12 @@ def score_world(seed: int, report_dir: Path, n_replicates: int = B.DEFAULT_REPLI
     """Bootstrap a trained world's test predictions (report/test_predictions.parquet + evaluation.json)."""
     import pandas as pd
 
-    from training.evaluate import SINGLE_TASK, UNCALIBRATED, headline_replicates, read_predictions_frame
+    from training.evaluate import (  # lazy: imports torch; `mhp --help` reads this module's constants
+        SINGLE_TASK,
+        UNCALIBRATED,
+        headline_replicates,
+        read_predictions_frame,
+    )
 
     groups, labels, preds = read_predictions_frame(pd.read_parquet(report_dir / "test_predictions.parquet"))
     missing = [s for s in ("model", "oracle", SINGLE_TASK) if s not in preds]
@@ -169,7 +174,7 @@ def run_world(seed: int, customers: int, days: int, world_dir: Path, hyperparame
 
 def summarise(scores: Sequence[WorldScore], settings: Mapping[str, Any]) -> dict[str, Any]:
     """Per-world tables, the mean over worlds with combined intervals, and the bars on the mean."""
-    from training.evaluate import BARS, HEADLINE_METRICS
+    from training.evaluate import BARS, HEADLINE_METRICS  # lazy: imports torch
     mean: dict[str, dict[str, Any]] = {}
     for h in HEADLINE_METRICS:
         by: dict[str, Any] = {"metric": HEADLINE_METRICS[h]}
@@ -194,7 +199,8 @@ def _cell(d: Mapping[str, float] | None, digits: int = 3) -> str:
 
 
 def _rows(summary: Mapping[str, Any], quantity: str, digits: int = 3) -> list[list[str]]:
-    from training.evaluate import HEADLINE_METRICS
+    from training.evaluate import HEADLINE_METRICS  # lazy: imports torch
+
     heads = list(HEADLINE_METRICS)
     rows = [["seed"] + [f"{h} {HEADLINE_METRICS[h]}" for h in heads]]
     for w in summary["worlds"]:

@@ -342,7 +342,7 @@ def run_training(train_dir, model_dir, output_data_dir, hyperparameters: Mapping
     result = train_multitask(x["train"], y["train"], x["validation"], y["validation"], config)
     log(f"trained {result.epochs_run} epochs (best {result.best_epoch}, early stop: {result.stopped_early}), "
         f"best val loss {result.best_val_loss:.4f}")
-    from training import calibration  # lazy, as above
+    from training import calibration  # lazy: imports scikit-learn, only when training runs
 
     cal = calibration.choose(y["validation"], predict(result.model, x["validation"]), BINARY_HEADS,
                              groups=parts["validation"].get("customer_id"), enabled=hps["calibrate"])

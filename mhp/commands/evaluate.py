@@ -8,7 +8,7 @@ from core.errors import UsageError
 
 
 def register(subparsers) -> None:
-    from training.protocol import DEV_SEEDS, EVAL_CUSTOMERS, EVAL_DAYS, EVAL_SEEDS
+    from training.protocol import DEV_SEEDS, EVAL_CUSTOMERS, EVAL_DAYS, EVAL_SEEDS  # lazy: the command modules load on every mhp call
 
     p = subparsers.add_parser(
         "evaluate", help="simulate -> dataset -> train -> report on held-out worlds, with bootstrap intervals",
@@ -37,7 +37,7 @@ def register(subparsers) -> None:
 
 
 def _seeds(text: str | None) -> list[int]:
-    from training.protocol import EVAL_SEEDS
+    from training.protocol import EVAL_SEEDS  # lazy: as in register
 
     if text is None:
         return list(EVAL_SEEDS)
@@ -48,7 +48,7 @@ def _seeds(text: str | None) -> list[int]:
 
 
 def _hyperparameters(items: list[str]) -> dict:
-    from training.sagemaker_entry import HYPERPARAMETERS, _decode_string
+    from training.sagemaker_entry import HYPERPARAMETERS, _decode_string  # lazy: only when this command runs
 
     hps = {}
     for item in items:
@@ -66,7 +66,7 @@ def _hyperparameters(items: list[str]) -> dict:
 
 
 def run(args: argparse.Namespace) -> int:
-    from training.protocol import ProtocolError, format_text, run_protocol
+    from training.protocol import ProtocolError, format_text, run_protocol  # lazy: only when this command runs
 
     if args.replicates < 1:
         raise UsageError(f"--replicates: must be >= 1, got {args.replicates}")
