@@ -67,6 +67,7 @@ def spark_pit_join(spark, entity: pa.Table, event_timestamp_col: str, views: lis
     """The feature columns for every row of ``entity`` (an Arrow table holding the join keys and
     ``event_timestamp_col``), in the entity table's order; every ``ViewJoin.relation`` is a table or
     temp view of ``spark``. Output columns are named by ``ViewJoin.features``' values."""
+    views = [v for v in views if v.features]  # a view with nothing requested adds no column
     tag = uuid.uuid4().hex[:12]
     e_name = f"__mhp_entity_{tag}"
     keys = list(dict.fromkeys(e for v in views for e in v.join_keys.values()))
