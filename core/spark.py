@@ -65,7 +65,9 @@ def spark_session():
                    .config("spark.driver.bindAddress", "127.0.0.1")
                    .config("spark.driver.memory", os.environ.get("MHP_SPARK_DRIVER_MEMORY", "2g"))
                    .config("spark.ui.enabled", "false")
-                   .config("spark.ui.showConsoleProgress", "false"))
+                   .config("spark.ui.showConsoleProgress", "false")
+                   # list a day-partitioned log's folders in the driver: a listing job costs more here
+                   .config("spark.sql.sources.parallelPartitionDiscovery.threshold", "100000"))
     builder = (builder
                .config("spark.sql.session.timeZone", "UTC")
                .config("spark.sql.ansi.enabled", "true")

@@ -161,12 +161,24 @@ def _customer_tables(con: duckdb.DuckDBPyConnection, until_us: int, work: str, m
     return rows
 
 
+ENGINES = ("duckdb", "spark")
+
+
 def run_backfill(events_uri: str, out_uri: str, until: datetime | None = None, progress: bool = True,
-                 partition_events: int = PARTITION_EVENTS, memory_limit: str = MEMORY_LIMIT) -> BackfillResult:
+                 partition_events: int = PARTITION_EVENTS, memory_limit: str = MEMORY_LIMIT,
+                 engine: str = "duckdb") -> BackfillResult:
     """Compute all snapshot tables and write them as Parquet under ``out_uri``.
 
-    Customers are processed in key ranges of at most ``partition_events`` events each, and DuckDB
-    spills beyond ``memory_limit``: the peak memory does not grow with the number of customers."""
+    DuckDB (default): customers are processed in key ranges of at most ``partition_events`` events
+    each, and DuckDB spills beyond ``memory_limit``: the peak memory does not grow with the number
+    of customers. ``engine="spark"``: the same statements on Spark (``features.backfill_spark``;
+    the partition and memory bounds are Spark's own), the same files bit for bit."""
+    if engine not in ENGINES:
+        raise ValueError(f"engine: expected one of {', '.join(ENGINES)}, got {engine!r}")
+    if engine == "spark":
+        from .backfill_spark import run_backfill as run_on_spark  # lazy: pyspark only for this engine
+
+        return run_on_spark(events_uri, out_uri, until=until, progress=progress)
     from tqdm import tqdm
 
     con = connect(events_uri)

@@ -68,9 +68,12 @@ def _stage_events(events_uri: str, work: str) -> str:
     return local
 
 
-def load_events(spark, events_path: str, until_us: int | None) -> int:
+def load_events(spark, events_path: str, until_us: int | None) -> tuple[int, int | None, int]:
     """Expose the log as views ``ev_raw`` / ``ev_all`` / ``ev`` with ``tsu`` (microseconds);
-    returns the cap in microseconds (default: the midnight after the last event)."""
+    returns the cap in microseconds (default: the midnight after the last event), the first
+    event's time at or before it (None: no event) and the number of events after it.
+
+    ``ev_all`` is cached (memory, spilling to disk): every statement scans it."""
     from pyspark.sql.pandas.types import from_arrow_schema
 
     # The contract's columns by name (files missing one read it as null), plus the hive partition.
@@ -83,14 +86,17 @@ def load_events(spark, events_path: str, until_us: int | None) -> int:
     cols = ", ".join(f'"{n}"' for n in EVENT_LOG_SCHEMA.names)
     spark.sql(f'SELECT {cols}, {SPARK.epoch_us(chr(34) + "timestamp" + chr(34))} AS tsu FROM ev_log') \
         .createOrReplaceTempView("ev_raw")
-    if until_us is None:
-        last = spark.sql("SELECT MAX(tsu) FROM ev_raw").first()[0]
+    if until_us is None:   # one scan: the cap is the midnight after the last event, so nothing is later
+        first_us, last = spark.sql("SELECT MIN(tsu), MAX(tsu) FROM ev_raw").first()
         if last is None:
             raise ValueError(f"no events found under {events_path}")
-        until_us = (last // DAY_US + 1) * DAY_US
-    spark.sql(f"SELECT * FROM ev_raw WHERE tsu <= {until_us}").createOrReplaceTempView("ev_all")
+        until_us, later = (last // DAY_US + 1) * DAY_US, 0
+    else:
+        first_us, later = spark.sql(
+            f"SELECT MIN(CASE WHEN tsu <= {until_us} THEN tsu END), COUNT_IF(tsu > {until_us}) FROM ev_raw").first()
+    spark.sql(f"SELECT * FROM ev_raw WHERE tsu <= {until_us}").cache().createOrReplaceTempView("ev_all")
     spark.sql("SELECT * FROM ev_all").createOrReplaceTempView("ev")
-    return until_us
+    return until_us, first_us, later
 
 
 def _materialize(spark, stmt: Statement):
@@ -147,9 +153,7 @@ def run_backfill(events_uri: str, out_uri: str, until: datetime | None = None,
     spark = spark_session()
     with tempfile.TemporaryDirectory(prefix="backfill-spark-") as work, _sql_conf(spark, _SQL_CONF):
         events_path = _stage_events(events_uri, work)
-        until_us = load_events(spark, events_path, None if until is None else to_us(until))
-        first_us, later = spark.sql(
-            f"SELECT MIN(CASE WHEN tsu <= {until_us} THEN tsu END), COUNT_IF(tsu > {until_us}) FROM ev_raw").first()
+        until_us, first_us, later = load_events(spark, events_path, None if until is None else to_us(until))
         if first_us is None:
             raise ValueError(f"no events at or before {until} under {events_uri}")
         first_day, until_day = first_us // DAY_US, until_us // DAY_US
@@ -173,6 +177,7 @@ def run_backfill(events_uri: str, out_uri: str, until: datetime | None = None,
         write_horizon(out_uri, until_us, valid_before_us, first_us)
         for df in cached:
             df.unpersist()
+        spark.catalog.uncacheTable("ev_all")
         for name in ["ev_log", "ev_raw", "ev_all", "ev"] + list(tables):
             spark.catalog.dropTempView(name)
     return BackfillResult(customer_rows, counts[C.TUTOR_VIEW], counts[C.MARKETPLACE_VIEW], from_us(first_us),

@@ -17,6 +17,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--until", help="ignore events after this UTC time (default: the midnight after the last event)")
     p.add_argument("--no-validate", action="store_true",
                    help="skip the data-quality gates on the event log and the snapshot tables")
+    p.add_argument("--engine", choices=("duckdb", "spark"), default="duckdb",
+                   help="where the backfill's SQL runs: duckdb (default, this process) or spark (Apache Spark: "
+                        "local mode here, the cluster's with MHP_SPARK_MASTER; the same tables bit for bit)")
     p.set_defaults(func=cmd_backfill)
 
     p = sub.add_parser("apply", help="register the Feast definitions (feast apply, for the workspace)")
@@ -52,6 +55,12 @@ def cmd_backfill(args) -> int:
     reports = ws.state / "reports"
     reports.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
+    if args.engine == "spark":
+        from core.spark import spark_session  # lazy: pyspark and its JVM only for this engine
+
+        spark = spark_session()  # no Java or pyspark: one line, before any work
+        print(f"backfill on Spark {spark.version} ({spark.sparkContext.master}, "
+              f"{spark.conf.get('spark.sql.shuffle.partitions')} shuffle partitions)", flush=True)
     if not args.no_validate:
         from features.quality import (
             check_event_log,  # lazy: loaded only when this command runs (keeps `mhp --help` light)
@@ -59,7 +68,7 @@ def cmd_backfill(args) -> int:
 
         gate = check_event_log(ws.events, until or datetime.max.replace(tzinfo=timezone.utc), reports)
         print(f"event log gate: {gate.row_count:,} rows pass {len(gate.outcomes)} checks ({gate.report_path})")
-    res = run_backfill(ws.events, ws.features, until=until)
+    res = run_backfill(ws.events, ws.features, until=until, engine=args.engine)
     if not args.no_validate:
         from features.quality import (
             check_snapshots,  # lazy: loaded only when this command runs (keeps `mhp --help` light)
@@ -69,7 +78,7 @@ def cmd_backfill(args) -> int:
             print(f"{gate.suite_name} gate: {gate.row_count:,} rows pass {len(gate.outcomes)} checks")
     print(f"backfill: {res.customer_rows:,} customer rows, {res.tutor_rows:,} tutor rows, "
           f"{res.marketplace_rows:,} marketplace rows, events {res.first_event:%Y-%m-%d} .. {res.until:%Y-%m-%d %H:%M}Z "
-          f"in {time.perf_counter() - t0:.1f}s")
+          f"in {time.perf_counter() - t0:.1f}s ({args.engine})")
     for view, uri in res.outputs.items():
         print(f"  {view:22s} {uri}")
     return 0
