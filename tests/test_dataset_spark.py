@@ -24,7 +24,7 @@ from features import catalog as C
 from features import feast_objects
 from features import retrieval as R
 from features import store as FS
-from features.feast_spark_offline import TYPE, SparkRetrievalJob, spark_feature_store
+from features.feast_spark_offline import TYPE, SparkRetrievalJob
 from training import dataset as D
 from training.label_join import compute_labels, compute_labels_spark
 from training.sampling import connect_events
