@@ -37,7 +37,7 @@ EVAL_SEEDS: tuple[int, ...] = (4127, 6551, 9283)
 #: the evaluation world: large enough that the churn AUC's 95% interval is narrower than +-0.02
 #: (measured on a development seed: docs/model.md, "Evaluation protocol")
 EVAL_CUSTOMERS = 10_000
-EVAL_DAYS = 180
+EVAL_DAYS = 365
 #: the half-width the churn AUC interval must stay under for a world to be large enough
 MAX_CHURN_AUC_HALF_WIDTH = 0.02
 BOOTSTRAP_SEED = 0
