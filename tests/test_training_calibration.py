@@ -115,3 +115,11 @@ def test_the_report_has_a_model_card_with_calibration(artifact):
     assert saved["model_card"]["data_window"]["test"]["rows"] > 0
     assert "ece" in saved["metrics"]["churn_risk_30d"]["model"]
     assert saved["intervals"]["churn_risk_30d"]["model"]["lo"] <= saved["intervals"]["churn_risk_30d"]["model"]["hi"]
+
+
+def test_too_few_validation_positives_get_no_map():
+    y, p, _ = _overconfident(n=200)
+    y[:] = 0
+    y[:10] = 1
+    fit = C.choose({"a": y}, {"a": p}, ("a",))
+    assert fit.maps["a"] is None and "smaller class" in fit.decisions["a"]["reason"]

@@ -5,7 +5,8 @@ validation rows, and kept only if it lowers the Brier score out of sample: the v
 customers are split into ``FOLDS`` groups, each group is scored by a map fitted on the others,
 and that cross-fitted Brier must beat the raw Brier by ``MIN_GAIN`` (an isotonic fit always
 lowers the Brier of the rows it was fitted on, so that comparison would decide nothing). A kept
-map is refitted on all validation rows.
+map is refitted on all validation rows. With fewer than ``MIN_CLASS_ROWS`` validation positives
+(or negatives) no map is tried.
 
 The map is stored as plain JSON breakpoints (``{"method": "isotonic", "x": [...], "y": [...]}``)
 in ``model_config.json``'s ``calibration`` and applied with ``numpy.interp`` (inference needs no
@@ -25,6 +26,8 @@ FOLDS = 5
 #: smallest relative Brier improvement (cross-fitted, on validation) for which a map is kept
 MIN_GAIN = 0.001
 TIE_BREAK = 1e-4
+#: fewer validation positives (or negatives) than this and a map is not even tried: it would fit noise
+MIN_CLASS_ROWS = 30
 METHOD = "isotonic"
 
 
@@ -95,6 +98,12 @@ def choose(y_val: Mapping[str, np.ndarray], p_val: Mapping[str, np.ndarray], hea
         g = None if groups is None else np.asarray(groups)[ok]
         if not enabled:
             fit.maps[h], fit.decisions[h] = None, {"method": None, "reason": "calibration switched off"}
+            continue
+        smaller = int(min(y.sum(), len(y) - y.sum()))
+        if smaller < MIN_CLASS_ROWS:
+            fit.maps[h], fit.decisions[h] = None, {
+                "method": None, "validation_rows": int(len(y)),
+                "reason": f"not calibrated: {smaller} validation rows in the smaller class (< {MIN_CLASS_ROWS})"}
             continue
         folds = _folds(g, len(y))
         crossed = np.empty_like(p)

@@ -273,6 +273,9 @@ def format_markdown(summary: Mapping[str, Any]) -> str:
         secs = w.get("seconds", {})
         lines.append(f"| {w['seed']} | {w['test_rows']:,} | {w['test_customers']:,} | "
                      f"{w['churn_auc_half_width']:.4f} | {sum(secs.values()):.0f} |")
+    verdict = "narrower" if summary["worlds_large_enough"] else "NOT narrower"
+    lines += ["", f"The churn AUC's interval is at most +-{summary['churn_auc_half_width_max']:.4f} wide: "
+              f"{verdict} than +-{MAX_CHURN_AUC_HALF_WIDTH}."]
     return "\n".join(lines) + "\n"
 
 
