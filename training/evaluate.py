@@ -357,9 +357,10 @@ KNOWN_LIMITS = (
     "the whole pipeline on several held-out worlds for that (docs/model.md, \"Evaluation protocol\").",
     "A customer's rows are correlated (weekly snapshots, overlapping label windows), so the intervals "
     "resample customers, not rows.",
-    "Calibration is fitted on the validation split, which ends where the test split begins; a drift in base "
+    "Calibration is fitted on the validation split, i.e. on data from before the model serves; a drift in base "
     "rates after training moves the probabilities off again.",
-    "The health label is a noisy 30-day count: even the oracle explains well under all of its variance.",
+    "The health label is a noisy 30-day count, so even the oracle's R^2 stays well below 1: the ratio to the "
+    "oracle, not the R^2 itself, says how much of the attainable the model gets.",
 )
 
 
