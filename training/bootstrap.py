@@ -7,8 +7,8 @@ replicate is therefore a weight vector over rows (the customer's draw count), an
 is a weighted metric. All sources (model, oracle, single-task net) are scored on the SAME
 replicates, so ratios and differences are paired: the customers' shared luck cancels.
 
-Metrics: ROC-AUC (from the rank order of the scores, which is sorted once: a replicate changes
-weights, not order), R^2 and Brier score. Replicates run in chunks, as (replicates x rows) float
+Metrics: ROC-AUC (from the rank order of the scores, sorted once per chunk of replicates: a
+replicate changes weights, not order), R^2 and Brier score. Replicates run in chunks, as (replicates x rows) float
 matrices, so 1,000 replicates over 100,000 rows take seconds.
 """
 from __future__ import annotations
