@@ -5,6 +5,10 @@ A 2,000 customers x 120 days simulation (quick: 300 x 100), backfilled once; the
 Spark in local mode, sampling, labels, Feast retrieval, the gate, the write). ``--no-oracle``: the
 oracle is the same driver-side code on both engines and would only add the same seconds to each.
 The two ``dataset.parquet`` files must be equal, cell for cell (a row of its own).
+
+Then the steps the engine changes, in this process on the same entity rows (Spark's session started
+and warmed by one query first, so its start is not in them): the labels (``label_sql``), the
+features (``features.retrieval.historical_features``: two Feast calls), the snapshot times.
 """
 from __future__ import annotations
 
@@ -47,6 +51,7 @@ def run(quick: bool = False) -> list[dict]:
             equal = True
         except AssertionError:
             equal = False
+        steps = _steps(ws, a[["customer_id", "event_timestamp"]])
     rows = len(a)
     return [
         {"benchmark": f"dataset {size} ({rows:,} rows)", "metric": "mhp dataset --engine duckdb", "value": duck,
@@ -57,4 +62,42 @@ def run(quick: bool = False) -> list[dict]:
          "unit": "x"},
         {"benchmark": f"dataset {size} ({rows:,} rows)", "metric": "training sets equal, cell for cell",
          "value": "yes" if equal else "NO", "goal": "yes", "ok": equal},
-    ]
+    ] + [{"benchmark": f"dataset {size} ({rows:,} rows)", "metric": f"{step}, {engine}", "value": sec, "unit": "s"}
+         for (step, engine), sec in steps.items()]
+
+
+def _steps(ws: Path, entity: pd.DataFrame) -> dict[tuple[str, str], float]:
+    """Seconds per (step, engine) for the steps the engine changes."""
+    import warnings
+
+    from core.spark import spark_session, stop_spark
+    from features import store as FS
+    from features.feast_spark_offline import spark_feature_store
+    from features.retrieval import historical_features
+    from training.dataset import snapshot_timestamps
+    from training.label_join import compute_labels, compute_labels_spark
+    from training.sampling import connect_events
+
+    warnings.simplefilter("ignore")
+    spark = spark_session()
+    spark.range(1000).selectExpr("sum(id)").collect()
+    duck = FS.open_store("local", ws / "feast")
+    stores = {"duckdb": duck, "spark": spark_feature_store(duck)}
+    con, end_us = connect_events(str(ws / "events"))
+    out = {}
+    for engine in ("duckdb", "spark"):
+        t0 = time.perf_counter()
+        if engine == "spark":
+            compute_labels_spark(spark, str(ws / "events"), entity, end_us)
+        else:
+            compute_labels(con, entity, end_us)
+        out[("labels", engine)] = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        historical_features(stores[engine], entity)
+        out[("features (Feast, all rows in one call)", engine)] = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        snapshot_timestamps(str(ws / "features"), entity, engine)
+        out[("snapshot times", engine)] = time.perf_counter() - t0
+    con.close()
+    stop_spark()
+    return out

@@ -16,6 +16,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from core.times import DAY_US, from_us, to_us
+from events.contract import EVENT_LOG_SCHEMA
 from labels import (
     AGGREGATES,
     CHURN,
@@ -104,7 +105,11 @@ def compute_labels_spark(spark, events_uri: str, entity_df: pd.DataFrame, data_e
     ent = _label_rows(entity_df, data_end_us)
     tag = uuid.uuid4().hex[:12]
     rows, ev = f"label_rows_{tag}", f"ev_{tag}"
-    events = spark.read.option("mergeSchema", "true").parquet(events_uri)
+    from pyspark.sql.pandas.types import from_arrow_schema
+
+    # the contract's columns (a file without one reads it as null, as DuckDB's union_by_name): no
+    # schema inference over every file of the log
+    events = spark.read.schema(from_arrow_schema(EVENT_LOG_SCHEMA)).parquet(events_uri)
     (events.drop("date").selectExpr("*", "unix_micros(`timestamp`) AS tsu").where(f"tsu <= {int(data_end_us)}")
      .createOrReplaceTempView(ev))
     spark.createDataFrame(pa.Table.from_pandas(ent, preserve_index=False)).createOrReplaceTempView(rows)
