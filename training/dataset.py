@@ -35,6 +35,7 @@ import dataclasses
 import hashlib
 import json
 import os
+import uuid
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -101,7 +102,7 @@ def snapshot_timestamps(features_uri: str, entity_df: pd.DataFrame, engine: str 
 
 def _snapshot_timestamps_spark(features_uri: str, entity_df: pd.DataFrame) -> pd.Series:
     spark = spark_session()
-    name = "__mhp_customer_snapshots"
+    name = f"__mhp_customer_snapshots_{uuid.uuid4().hex[:12]}"
     spark.read.parquet(source_path(features_uri, C.CUSTOMER_VIEW)).createOrReplaceTempView(name)
     ent = pa.table({"customer_id": pa.array(entity_df["customer_id"].astype(str).to_numpy(), pa.string()),
                     "ts": pa.array(entity_df["event_timestamp"], pa.timestamp("us", tz="UTC"))})
