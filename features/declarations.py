@@ -182,6 +182,15 @@ _LIFETIME_NOW: tuple[OnDemand, ...] = (
              ("total_payment_attempts_lifetime", "total_payments_ok_lifetime", "signup_ts"), "lifetime"),
 )
 
+# Lifetime counts per active day: a ratio of two totals over the same history, so it does not depend on
+# how much of the customer's history the log holds (a per-tenure-day rate falls when the log starts after
+# the signup, and rises as the log grows: under a time split that shifts between train and test).
+_LIFETIME_PER_ACTIVE_DAY: tuple[CustomerFeature, ...] = tuple(
+    LifetimeRatio(f"{what}_per_active_day", metric, active_day)
+    for what, metric in (("sessions", completed), ("rated_sessions", rating_n), ("messages", messages),
+                         ("logins", logins), ("ib_calls", calls), ("cancellations", cancelled),
+                         ("no_shows", no_show), ("negative_calls", negative_calls), ("escalations", escalations)))
+
 # --------------------------------------------------------------------------- 4. tutor consistency
 # The customer's primary tutor; the tutor view is looked up with it.
 _TUTOR_CONSISTENCY: tuple[CustomerFeature, ...] = (
@@ -258,5 +267,6 @@ _TREND_NOW: tuple[OnDemand, ...] = (
 
 # --------------------------------------------------------------------------- the column order (fixed)
 CUSTOMER_FEATURES: tuple[CustomerFeature, ...] = (
-    _WINDOW + _LIFETIME + _SEGMENT + _SUBJECT_KEY + _RECENCY_INPUTS + _TUTOR_CONSISTENCY)
+    _WINDOW + _LIFETIME + _SEGMENT + _SUBJECT_KEY + _RECENCY_INPUTS + _TUTOR_CONSISTENCY
+    + _LIFETIME_PER_ACTIVE_DAY)
 ON_DEMAND: tuple[OnDemand, ...] = _RECENCY_NOW + _LIFETIME_NOW + _TREND_NOW
