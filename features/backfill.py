@@ -156,7 +156,7 @@ def _customer_tables(con: duckdb.DuckDBPyConnection, until_us: int, work: str, m
         part = con.sql("SELECT * FROM customer_snapshots").to_arrow_table()
         rows += part.num_rows
         write_part(part)
-    for table in ("ev_part", "cust_inst", "cust_snap", "cust_lag", "customer_snapshots"):
+    for table in ["ev_part"] + [name for name, _ in stmts]:
         con.execute(f"DROP TABLE IF EXISTS {table}")
     return rows
 

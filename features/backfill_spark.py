@@ -22,6 +22,7 @@ from __future__ import annotations
 import contextlib
 import glob
 import os
+import re
 import tempfile
 from datetime import datetime
 
@@ -99,10 +100,13 @@ def load_events(spark, events_path: str, until_us: int | None) -> tuple[int, int
     return until_us, first_us, later
 
 
-def _materialize(spark, stmt: Statement):
-    """The statement's result as a cached temp view named after its table (computed on first use)."""
+def _materialize(spark, stmt: Statement, later: list[Statement]):
+    """The statement's result as a temp view named after its table, cached (on first use) when a
+    later statement reads it: a view is otherwise recomputed by each reader."""
     table, query = stmt
-    df = spark.sql(query).cache()
+    df = spark.sql(query)
+    if any(re.search(rf"\b{re.escape(table)}\b", q) for _, q in later):
+        df = df.cache()
     df.createOrReplaceTempView(table)
     return df
 
@@ -162,8 +166,8 @@ def run_backfill(events_uri: str, out_uri: str, until: datetime | None = None,
         cached = []
         steps = customer_statements(until_us, SPARK) + group_tables(first_day, until_day, SPARK)
         tables = {}
-        for stmt in tqdm(steps, desc="backfill (spark)", unit="step", disable=not progress):
-            cached.append(_materialize(spark, stmt))
+        for i, stmt in enumerate(tqdm(steps, desc="backfill (spark)", unit="step", disable=not progress)):
+            cached.append(_materialize(spark, stmt, steps[i + 1:]))
             tables[stmt[0]] = cached[-1]
             if stmt[0] == "customer_snapshots":
                 written[C.CUSTOMER_VIEW] = f"{out}/{C.CUSTOMER_VIEW}.parquet"

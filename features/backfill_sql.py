@@ -230,13 +230,15 @@ def customer_statements(until_us: int, d: Dialect) -> list[Statement]:
 
     ctes = ("WITH " + ",\n".join(extra_ctes) + ",\n") if extra_ctes else "WITH "
     snap_cols = ["customer_id", "tsu", "day"] + [q("m_" + m.name) for m in metrics] + inst_names
-    stmts.append(("customer_snapshots", f"""{ctes} base AS (
+    stmts.append(("customer_rows", f"""{ctes} base AS (
           SELECT {', '.join('s.' + c for c in snap_cols)}{''.join(', ' + c for c in extra_cols)}
           FROM cust_snap s {' '.join(extra_joins)}),
         acc AS (SELECT {', '.join(['a.' + c for c in sel_names] + ['l.' + c for c in lag_names])}
                 FROM (SELECT {', '.join(sel)} FROM base) a
                 JOIN cust_lag l ON l.customer_id = a.customer_id AND l.day = a.day)
-        SELECT {', '.join(out)} FROM acc ORDER BY customer_id, tsu"""))
+        SELECT {', '.join(out)} FROM acc"""))
+    # Sorted apart: a distributed sort samples its input first, which then need not be computed twice.
+    stmts.append(("customer_snapshots", "SELECT * FROM customer_rows ORDER BY customer_id, event_timestamp"))
     return stmts
 
 
