@@ -106,6 +106,24 @@ partition's worth of events is read directly, without the split. An `s3://` log
 is read into memory first (Arrow), so the bound holds for local logs. Time and
 peak: `bench/bench_backfill.py`.
 
+## Backfill engines
+
+`mhp backfill --engine duckdb` (the default) runs the backfill's SQL in this
+process; `--engine spark` runs the same statements on Apache Spark
+(`features.backfill_spark`; local mode here, a cluster's master with
+`MHP_SPARK_MASTER`, see `core.spark`). The statements are generated once from
+the catalog (`features.backfill_sql`), and the few constructs the two SQL
+dialects spell differently come from `features.sql_dialect`. The Spark engine
+writes the DuckDB engine's files bit for bit: the same `<view>.parquet` files,
+schemas, row order and values, and the same `horizon.json`
+(`tests/test_backfill_spark.py`). Fractional values are summed in fixed point
+(integers) in both engines, so no value depends on an engine's order of
+addition. Spark computes all customers in one plan (its shuffles spill to
+disk); it writes the sorted customer table as part files, which are streamed
+into the one `customer_features.parquet` that Feast and the retrieval read. An
+`s3://` log is copied to local scratch first (this Spark has no S3 connector;
+EMR and Glue read `s3://` natively). Times: `bench/bench_spark_backfill.py`.
+
 ## The Feast repo as a Feast user knows it
 
 `feature_repo/` is a plain Feast repo on the embedded profile (SQLite online,
