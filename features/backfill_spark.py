@@ -27,6 +27,7 @@ import tempfile
 from datetime import datetime
 
 from core import storage
+from core.spark import spark_session
 from core.times import DAY_US, from_us, to_us
 from events.contract import EVENT_LOG_SCHEMA
 
@@ -151,8 +152,6 @@ def run_backfill(events_uri: str, out_uri: str, until: datetime | None = None,
     """Compute all snapshot tables on Spark and write them as Parquet under ``out_uri`` (the
     DuckDB engine's files, bit for bit)."""
     from tqdm import tqdm
-
-    from core.spark import spark_session
 
     spark = spark_session()
     with tempfile.TemporaryDirectory(prefix="backfill-spark-") as work, _sql_conf(spark, _SQL_CONF):
