@@ -102,6 +102,23 @@ def test_early_stopping_stops_and_restores_the_best_epoch(xy):
     assert res.best_val_loss == pytest.approx(best)
 
 
+def test_validation_checks_every_check_rows_rows_within_an_epoch(xy, trained):
+    x, y, _ = xy
+    n = len(x["train"])
+    # one check per epoch when the epoch is shorter than check_rows: the default run, unchanged
+    assert [h["epoch"] for h in trained.history] == list(range(1, len(trained.history) + 1))
+    cfg = TrainConfig(seed=7, **{**SMALL, "epochs": 3, "patience": 100}, check_rows=n // 4)
+    res = train_multitask(x["train"], y["train"], x["validation"], y["validation"], cfg)
+    assert [h["epoch"] for h in res.history] == [0.25, 0.5, 0.75, 1, 1.25, 1.5, 1.75, 2, 2.25, 2.5, 2.75, 3]
+    assert res.epochs_run == 3 and res.best_epoch in [h["epoch"] for h in res.history]
+    best = min(res.history, key=lambda h: h["val_loss"])
+    assert res.best_epoch == best["epoch"] and res.best_val_loss == pytest.approx(best["val_loss"])
+    # deterministic with checks inside the epoch too
+    again = train_multitask(x["train"], y["train"], x["validation"], y["validation"],
+                            TrainConfig(seed=7, **{**SMALL, "epochs": 3, "patience": 100}, check_rows=n // 4))
+    assert _state_bytes(again.model) == _state_bytes(res.model)
+
+
 def test_nan_labels_are_masked_and_single_head_nets_work(xy):
     x, y, _ = xy
     y_train = {h: v.copy() for h, v in y["train"].items()}

@@ -217,6 +217,7 @@ class TrainConfig:
     pos_weight: str | float = "auto"   # "auto" = clip(neg/pos, 1, max_pos_weight); a number; or "none"
     max_pos_weight: float = 3.0
     ensemble: int = 1            # nets trained with seeds seed * ensemble + i, predictions averaged
+    check_rows: int = 8192       # a validation check every this many training rows (at least one per epoch)
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
@@ -356,11 +357,18 @@ def train_multitask(x_train: np.ndarray, y_train: Mapping[str, Any], x_val: np.n
         history: list[dict[str, float]] = []
         best_loss, best_epoch, best_state, since_best = math.inf, 0, copy.deepcopy(model.state_dict()), 0
         stopped_early = False
+        # Validation checks at evenly spaced batches, one per check_rows training rows: the nets overfit
+        # after a fixed number of passes over each customer's rows, so on a large training set the best
+        # point comes within the first epoch and a check per epoch would be too coarse to find it.
+        n_batches = math.ceil(len(xt) / config.batch_size)
+        checks = max(1, min(n_batches, round(len(xt) / max(int(config.check_rows), 1))))
+        check_after = {math.ceil(n_batches * (k + 1) / checks) - 1: k for k in range(checks)}
+        epoch = 0
         for epoch in range(1, config.epochs + 1):
-            model.train()
             order = torch.randperm(len(xt), generator=gen)
             seen, running = 0, 0.0
-            for start in range(0, len(order), config.batch_size):
+            model.train()
+            for b, start in enumerate(range(0, len(order), config.batch_size)):
                 idx = order[start:start + config.batch_size]
                 loss, _ = loss_fn(model(xt[idx]), yt[idx])
                 opt.zero_grad()
@@ -368,23 +376,31 @@ def train_multitask(x_train: np.ndarray, y_train: Mapping[str, Any], x_val: np.n
                 opt.step()
                 running += float(loss.detach()) * len(idx)
                 seen += len(idx)
-            model.eval()
-            with torch.no_grad():
-                val_loss, val_parts = loss_fn(model(xv), yv)
-            val = float(val_loss)
-            history.append({"epoch": epoch, "train_loss": running / seen, "val_loss": val,
-                            **{f"val_loss_{h}": p for h, p in zip(heads, val_parts)}})
-            if val < best_loss - config.min_delta:
-                best_loss, best_epoch, since_best = val, epoch, 0
-                best_state = copy.deepcopy(model.state_dict())
-            else:
-                since_best += 1
-                if since_best >= config.patience:
-                    stopped_early = True
-                    break
+                if b not in check_after:
+                    continue
+                model.eval()
+                with torch.no_grad():
+                    val_loss, val_parts = loss_fn(model(xv), yv)
+                model.train()
+                val = float(val_loss)
+                # the epoch of this check: whole with one check per epoch, else a fraction (3 decimals)
+                at = epoch if checks == 1 else round(epoch - 1 + (check_after[b] + 1) / checks, 3)
+                history.append({"epoch": at, "train_loss": running / seen, "val_loss": val,
+                                **{f"val_loss_{h}": p for h, p in zip(heads, val_parts)}})
+                if val < best_loss - config.min_delta:
+                    best_loss, best_epoch, since_best = val, at, 0
+                    best_state = copy.deepcopy(model.state_dict())
+                else:
+                    since_best += 1
+                    if since_best >= config.patience:
+                        stopped_early = True
+                        break
+            if stopped_early:
+                break
         model.load_state_dict(best_state)
         model.eval()
-    return TrainResult(model, history, best_epoch, len(history), stopped_early, best_loss, pos_weights,
+    epochs_run = epoch if checks == 1 else history[-1]["epoch"]
+    return TrainResult(model, history, best_epoch, epochs_run, stopped_early, best_loss, pos_weights,
                        health_variance)
 
 

@@ -142,6 +142,7 @@ HYPERPARAMETERS: dict[str, tuple[Callable[[Any], Any], Any, str]] = {
     "pos_weight": (_to_pos_weight, "auto", "'auto' (neg/pos capped), 'none' or a number"),
     "max_pos_weight": (_positive(float), 3.0, "cap for the automatic pos_weight"),
     "ensemble": (_positive(int), 5, "nets trained with different seeds, predictions averaged"),
+    "check_rows": (_positive(int), 8192, "a validation check (early stopping) every this many training rows"),
     "model_version": (str, "", "version string; default <feature_service>-<sha256(model.pt)[:12]>"),
     "baselines": (_to_bool, True, "also fit single-task baselines for the report"),
     "single_task_nets": (_to_bool, True, "include single-task nets among the baselines"),
@@ -338,7 +339,8 @@ def run_training(train_dir, model_dir, output_data_dir, hyperparameters: Mapping
                          weight_decay=hps["weight_decay"], hidden=tuple(hps["hidden"]), dropout=hps["dropout"],
                          patience=hps["patience"], min_delta=hps["min_delta"], seed=hps["seed"],
                          task_weights=dict(hps["task_weights"]), pos_weight=hps["pos_weight"],
-                         max_pos_weight=hps["max_pos_weight"], ensemble=hps["ensemble"])
+                         max_pos_weight=hps["max_pos_weight"], ensemble=hps["ensemble"],
+                         check_rows=hps["check_rows"])
     result = train_multitask(x["train"], y["train"], x["validation"], y["validation"], config)
     log(f"trained {result.epochs_run} epochs (best {result.best_epoch}, early stop: {result.stopped_early}), "
         f"best val loss {result.best_val_loss:.4f}")
