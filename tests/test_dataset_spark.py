@@ -4,7 +4,8 @@ On one small simulation: the whole build through the CLI on Spark against the Du
 Parquet frame with its dtypes and null positions, the metadata, the schema); Feast's
 ``get_historical_features`` through the Spark offline store against the DuckDB store on the edges
 (unknown customers, rows before any snapshot, rows past every snapshot, duplicate rows, TTLs that
-expire rows, the primary tutor/subject lookup, an empty frame); and the one-line error when Java
+expire rows, the primary tutor/subject lookup, an empty frame); the join itself beside the DuckDB
+join (created-time ties, null keys, the TTL bound); and the one-line error when Java
 is missing. One Spark session for the module.
 """
 from __future__ import annotations
@@ -175,7 +176,43 @@ def test_mhp_dataset_engine_spark_writes_the_duckdb_training_set_cell_for_cell(s
     assert (ws / "spark" / D.SCHEMA_FILE).read_text() == (ws / "duckdb" / D.SCHEMA_FILE).read_text()
 
 
+def test_spark_pit_join_equals_the_duckdb_join_on_ties_null_keys_and_created_times(spark):
+    """The join itself, beside ``features.pit_join``: a repeated (key, time) resolved by the latest
+    created row, a null key matching nothing, a TTL bound met exactly and missed by a microsecond."""
+    import duckdb
+    import pyarrow as pa
+
+    from features.pit_join import ViewJoin, pit_join
+    from features.spark_pit_join import spark_pit_join
+
+    t = pd.Timestamp("2025-01-01T00:00:00Z")
+    us = pa.timestamp("us", "UTC")
+    view = pa.table({"k": ["a", "a", "a", "b", None],
+                     "ts": pa.array([t, t, t + pd.Timedelta(days=2), t, t], us),
+                     "created": pa.array([t, t + pd.Timedelta(hours=1), t, t, t], us),
+                     "x": [1.0, 2.0, 3.0, 7.0, 9.0], "n": pa.array([1, 2, None, 4, 5], pa.int64())})
+    ent = pa.table({"k": ["a", "b", "a", "c", None, "a", "b", "b"],
+                    "event_timestamp": pa.array([t + pd.Timedelta(hours=1), t + pd.Timedelta(days=1),
+                                                 t + pd.Timedelta(days=3), t, t, t - pd.Timedelta(seconds=1),
+                                                 t + pd.Timedelta(days=1, microseconds=1), t], us)})
+    con = duckdb.connect()
+    con.register("v", view)
+    spark.createDataFrame(view).createOrReplaceTempView("v")
+    for created in ("created", None):
+        joins = [ViewJoin("v", {"k": "k"}, "ts", created, {"x": "x_out", "n": "n_out"}, timedelta(days=1))]
+        want = pit_join(con, ent, "event_timestamp", joins).to_pydict()
+        got = spark_pit_join(spark, ent, "event_timestamp", joins).to_pydict()
+        assert list(got) == ["x_out", "n_out"]
+        if created:
+            assert got == want and got["x_out"] == [2.0, 7.0, 3.0, None, None, None, None, 7.0]
+        else:  # two rows of one (key, time) and nothing to order them: either is Feast's answer, one is kept
+            assert got["x_out"][0] in (1.0, 2.0) and (got["x_out"][0], got["n_out"][0]) in ((1.0, 1), (2.0, 2))
+            assert {k: v[1:] for k, v in got.items()} == {k: v[1:] for k, v in want.items()}
+    spark.catalog.dropTempView("v")
+
+
 def test_without_java_the_spark_engine_is_one_line_and_exit_2(sim, tmp_path, monkeypatch, capsys):
+    """(Last in the module: it stops the module's Spark session.)"""
     from mhp.cli import main
 
     ws, _ = sim
