@@ -7,7 +7,7 @@ The same rules as the DuckDB ``ASOF LEFT JOIN`` (and Feast's own range join):
 * with a TTL (``ttl > 0``) the latest matching row must also satisfy ``V.timestamp + ttl >=
   entity.event_timestamp``, otherwise the features are null;
 * the latest row wins; among rows of the same keys and timestamp, the latest created (when the
-  view has a created-timestamp column);
+  view has a created-timestamp column; without one, any one of them, as in Feast and DuckDB);
 * every entity row comes back exactly once, in input order, with nulls where nothing matched.
 
 Per view, without a range join: the view's keys and timestamps and the entity rows are unioned
