@@ -15,6 +15,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
+from core import storage
 from core.times import isoformat_z
 from features import catalog as C
 from features.backfill import HORIZON_FILE, run_backfill
@@ -63,11 +64,19 @@ def horizon(uri: str) -> dict:
     return json.loads((Path(uri) / HORIZON_FILE).read_text())
 
 
-def test_spark_tables_equal_duckdb_cell_for_cell(world, spark, tmp_path):
+@pytest.mark.aws
+def test_spark_tables_from_s3_equal_duckdb_cell_for_cell(world, spark, tmp_path, moto_endpoint):
+    """An s3:// log (staged to local scratch) to s3:// tables: DuckDB's local tables, bit for bit."""
+    import boto3
+
+    boto3.client("s3").create_bucket(Bucket="mhp-spark")
+    fs, _ = storage.filesystem("s3://mhp-spark/")
+    fs.put(str(world / "events") + "/", "mhp-spark/ws/events/", recursive=True)
     duck = run_backfill(str(world / "events"), str(tmp_path / "duckdb"), progress=False)
-    on_spark = run_backfill(str(world / "events"), str(tmp_path / "spark"), progress=False, engine="spark")
-    assert on_spark == dataclass_with_outputs(duck, on_spark.outputs)
-    assert_same_tables(duck.outputs, on_spark.outputs)
+    on_spark = run_backfill("s3://mhp-spark/ws/events", "s3://mhp-spark/ws/features", progress=False, engine="spark")
+    assert on_spark == dataclass_with_outputs(duck, {v: f"s3://mhp-spark/ws/features/{v}.parquet" for v in VIEWS})
+    fs.get("mhp-spark/ws/features/", str(tmp_path / "spark") + "/", recursive=True)
+    assert_same_tables(duck.outputs, {v: str(tmp_path / "spark" / f"{v}.parquet") for v in VIEWS})
     assert horizon(tmp_path / "spark") == horizon(tmp_path / "duckdb")
     # the temp views and cached tables are gone: a second job in the session starts clean
     assert not [t.name for t in spark.catalog.listTables() if t.isTemporary]
