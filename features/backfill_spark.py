@@ -10,7 +10,9 @@ FileSource, ``features.retrieval`` and the training job read) and ``horizon.json
 group tables are collected as Arrow and written by the driver. The customer table is written by
 Spark's tasks as sorted part files under a scratch directory, then streamed into the one file
 row group by row group (the driver holds one row group at a time); at cluster scale that merge is
-a single sequential copy of the table, the one step that does not scale out.
+a single sequential copy of the table, the one step that does not scale out. The scratch directory
+is local to the driver, which is where local mode's tasks run; on a cluster it would have to be
+shared storage (HDFS or S3), or the readers would read the part-file directory instead.
 
 Storage: local paths are read and written directly. An ``s3://`` event log is first copied to
 local scratch through ``core.storage`` (fsspec): this Spark has no hadoop-aws jars; on EMR or Glue
