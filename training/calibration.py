@@ -23,8 +23,10 @@ from typing import Any, Mapping
 import numpy as np
 
 FOLDS = 5
-#: smallest relative Brier improvement (cross-fitted, on validation) for which a map is kept
-MIN_GAIN = 0.001
+#: smallest relative Brier improvement (cross-fitted, on validation) for which a map is kept. The net's
+#: logit offsets already calibrate it (ECE about the oracle's); on development worlds cross-fitted gains
+#: of ~0.4% did not carry over to the test split, so only a clear miscalibration gets a map
+MIN_GAIN = 0.01
 TIE_BREAK = 1e-4
 #: fewer validation positives (or negatives) than this and a map is not even tried: it would fit noise
 MIN_CLASS_ROWS = 30
