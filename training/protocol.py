@@ -100,7 +100,9 @@ def build_world(seed: int, customers: int, days: int, world_dir: Path, progress:
         def days_iter(r):
             return tqdm(r, desc=f"seed {seed}: simulating", unit="day", leave=False)
     simulate(SimConfig(customers=customers, days=days, seed=seed), str(world_dir), days_iter=days_iter)
-    result = build_for_workspace(world_dir, progress=progress, log=log)
+    # The oracle only on the test rows: nothing in the protocol reads it elsewhere, and it is most of
+    # the dataset's cost at this size.
+    result = build_for_workspace(world_dir, progress=progress, log=log, oracle_rows="test")
     return Path(result.out_dir)
 
 
