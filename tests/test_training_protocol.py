@@ -7,7 +7,7 @@ from sklearn.metrics import r2_score, roc_auc_score
 
 from mhp.cli import main
 from training import bootstrap as B
-from training.protocol import DEV_SEEDS, EVAL_SEEDS, ProtocolError, check_seeds
+from training.protocol import DEV_SEEDS, EVAL_SEEDS, ProtocolError, check_seeds, load_world
 
 
 def _world(n_customers=300, rows_per=4, seed=0):
@@ -117,3 +117,16 @@ def test_mhp_evaluate_end_to_end_on_a_tiny_world(capsys, tmp_path):
     assert "report" in kept and "scores.json" in kept and "events" not in kept  # heavy parts removed
     report = (tmp_path / f"seed-{seed}" / "report" / "report.md").read_text()
     assert "## Model card" in report and "Known limits" in report and "multi - single" in report
+    # A second run with the same settings loads the finished world (same summary, nothing rebuilt);
+    # other settings rerun it.
+    before = (tmp_path / f"seed-{seed}" / "scores.json").stat().st_mtime_ns
+    assert main(["evaluate", "--seeds", str(seed), "--allow-dev-seeds", "--customers", "150", "--days", "90",
+                 "--workdir", str(tmp_path), "--set", "ensemble=1", "--set", "epochs=3", "--replicates", "100",
+                 "--no-progress"]) == 0
+    assert "loaded, not rerun" in capsys.readouterr().out
+    assert (tmp_path / f"seed-{seed}" / "scores.json").stat().st_mtime_ns == before
+    again = json.loads((tmp_path / "evaluation_summary.json").read_text())
+    same = lambda a, b: json.dumps(a, sort_keys=True) == json.dumps(b, sort_keys=True)  # noqa: E731 (NaN-safe)
+    assert same(again["mean"], summary["mean"]) and same(again["worlds"], summary["worlds"])
+    settings = json.loads((tmp_path / f"seed-{seed}" / "world.json").read_text())
+    assert load_world(tmp_path / f"seed-{seed}", {**settings, "replicates": 99}) is None

@@ -42,7 +42,8 @@ EVAL_DAYS = 365
 MAX_CHURN_AUC_HALF_WIDTH = 0.02
 BOOTSTRAP_SEED = 0
 #: what a world keeps after scoring unless asked to keep everything (the rest is rebuilt from the seed)
-KEPT = ("report", "scores.json", "replicates.npz", "simulation.json", "summary.json", "timings.json")
+WORLD_FILE = "world.json"   # the settings of a finished world (written last)
+KEPT = ("report", "scores.json", "replicates.npz", "simulation.json", "summary.json", "timings.json", WORLD_FILE)
 QUANTITIES = ("model", "oracle", "single_task_net", "model/oracle", "multi-single")
 
 
@@ -147,6 +148,11 @@ def run_world(seed: int, customers: int, days: int, world_dir: Path, hyperparame
     """simulate -> dataset -> train -> score one world; writes scores.json + replicates.npz in world_dir."""
     from training.sagemaker_entry import run_training  # lazy: imports torch
 
+    settings = world_settings(seed, customers, days, hyperparameters, n_replicates, bootstrap_seed)
+    done = load_world(world_dir, settings)
+    if done is not None:
+        log(f"seed {seed}: already scored with these settings in {world_dir}: loaded, not rerun")
+        return done
     timings: dict[str, float] = {}
     t = time.perf_counter()
     log(f"seed {seed}: simulating {customers:,} customers x {days} days and building the training set")
@@ -164,12 +170,35 @@ def run_world(seed: int, customers: int, days: int, world_dir: Path, hyperparame
     (world_dir / "scores.json").write_text(json.dumps(score.to_dict(), indent=1, default=float) + "\n")
     np.savez_compressed(world_dir / "replicates.npz", **{f"{h}|{q}": r.replicates
                                                          for h, by in score.replicates.items() for q, r in by.items()})
+    (world_dir / WORLD_FILE).write_text(json.dumps(settings, sort_keys=True) + "\n")   # last: marks the world done
     if not keep:  # the heavy parts are rebuilt from the seed; the report and the scores stay
         for child in world_dir.iterdir():
             if child.name not in KEPT:
                 shutil.rmtree(child) if child.is_dir() else child.unlink()
     log(f"seed {seed}: done in {sum(timings.values()):.0f} s ({', '.join(f'{k} {v:.0f} s' for k, v in timings.items())})")
     return score
+
+
+def world_settings(seed: int, customers: int, days: int, hyperparameters: Mapping[str, Any], n_replicates: int,
+                   bootstrap_seed: int) -> dict[str, Any]:
+    """What a world's scores depend on (besides the code): a finished world with equal settings is reused."""
+    return json.loads(json.dumps({"seed": seed, "customers": customers, "days": days,
+                                  "hyperparameters": dict(hyperparameters), "replicates": n_replicates,
+                                  "bootstrap_seed": bootstrap_seed}, sort_keys=True, default=str))
+
+
+def load_world(world_dir: Path, settings: Mapping[str, Any]) -> WorldScore | None:
+    """A world finished earlier with these settings (an interrupted run resumes; worlds run as separate
+    processes into one workdir are summarised together), or None."""
+    marker = world_dir / WORLD_FILE
+    if not marker.exists() or json.loads(marker.read_text()) != dict(settings):
+        return None
+    doc = json.loads((world_dir / "scores.json").read_text())
+    with np.load(world_dir / "replicates.npz") as npz:
+        reps = {h: {q: B.Replicates(float(v["estimate"]), npz[f"{h}|{q}"]) for q, v in by.items() if q != "metric"}
+                for h, by in doc["tasks"].items()}
+    facts = {k: v for k, v in doc.items() if k not in ("seed", "tasks")}
+    return WorldScore(int(doc["seed"]), reps, facts)
 
 
 # --- over worlds -------------------------------------------------------------------------------
