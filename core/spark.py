@@ -5,13 +5,14 @@ ANSI SQL (errors instead of silent nulls), microsecond Parquet timestamps. Every
 (master, memory, shuffle partitions) comes from the environment so the same job runs on a
 laptop and on a cluster (docs/scale.md):
 
-    MHP_SPARK_MASTER              default ``local[2]``; on a cluster leave it to spark-submit
+    MHP_SPARK_MASTER              default ``local[2]``; ignored under spark-submit, which decides
     MHP_SPARK_DRIVER_MEMORY       default ``2g`` (local mode: the only JVM)
-    MHP_SPARK_SHUFFLE_PARTITIONS  default 8 (small local data); a cluster wants ~2-3 x its cores
+    MHP_SPARK_SHUFFLE_PARTITIONS  default 8 in local mode (small data); a cluster keeps its own
 
 Public API::
 
     spark_session() -> pyspark.sql.SparkSession   # created once per process, reused
+    on_cluster() -> bool                          # under spark-submit (EMR, Glue): its session, native s3://
     stop_spark()                                  # stop it (tests, end of a command)
     SparkUnavailable                              # pyspark or Java missing: says how to install
 """
@@ -44,6 +45,13 @@ def _check_java() -> None:
         raise SparkUnavailable(f"--engine spark needs Java 17 or newer; {java} is Java {major}")
 
 
+def on_cluster() -> bool:
+    """True under spark-submit (EMR, Glue, a cluster's master): the JVM was started first and handed
+    the Python driver its gateway port. The session is then spark-submit's (master, memory, and
+    filesystems that read ``s3://`` natively); only the SQL settings below are ours."""
+    return "PYSPARK_GATEWAY_PORT" in os.environ
+
+
 def spark_session():
     """The process's Spark session (created on first use)."""
     global _SESSION
@@ -53,9 +61,10 @@ def spark_session():
         from pyspark.sql import SparkSession
     except ImportError as e:
         raise SparkUnavailable("--engine spark needs pyspark: pip install 'marketplace-health[spark]'") from e
-    _check_java()
     builder = SparkSession.builder.appName("marketplace-health")
-    master = os.environ.get("MHP_SPARK_MASTER", "local[2]")
+    master = "" if on_cluster() else os.environ.get("MHP_SPARK_MASTER", "local[2]")
+    if not on_cluster():
+        _check_java()
     if master:
         builder = builder.master(master)
     if master.startswith("local"):
@@ -72,10 +81,16 @@ def spark_session():
                .config("spark.sql.session.timeZone", "UTC")
                .config("spark.sql.ansi.enabled", "true")
                .config("spark.sql.parquet.outputTimestampType", "TIMESTAMP_MICROS")
-               .config("spark.sql.shuffle.partitions", os.environ.get("MHP_SPARK_SHUFFLE_PARTITIONS", "8"))
                .config("spark.sql.adaptive.enabled", "true"))
-    _SESSION = builder.getOrCreate()
-    _SESSION.sparkContext.setLogLevel("ERROR")
+    partitions = os.environ.get("MHP_SPARK_SHUFFLE_PARTITIONS", "" if on_cluster() else "8")
+    if partitions:   # a cluster keeps its own default (adaptive execution coalesces small ones)
+        builder = builder.config("spark.sql.shuffle.partitions", partitions)
+    session = builder.getOrCreate()
+    major = int(session.version.split(".")[0])
+    if major < 4:   # the jobs use Spark 4's SQL and DataFrame.toArrow
+        raise SparkUnavailable(f"--engine spark needs Spark 4.x; this session runs Spark {session.version}")
+    session.sparkContext.setLogLevel("ERROR")
+    _SESSION = session
     return _SESSION
 
 

@@ -10,26 +10,26 @@ FileSource, ``features.retrieval`` and the training job read) and ``horizon.json
 group tables are collected as Arrow and written by the driver. The customer table is written by
 Spark's tasks as sorted part files under a scratch directory, then streamed into the one file
 row group by row group (the driver holds one row group at a time); at cluster scale that merge is
-a single sequential copy of the table, the one step that does not scale out. The scratch directory
-is local to the driver, which is where local mode's tasks run; on a cluster it would have to be
-shared storage (HDFS or S3), or the readers would read the part-file directory instead.
+a single sequential copy of the table, the one step that does not scale out (readers that took the
+part-file directory would remove it).
 
-Storage: local paths are read and written directly. An ``s3://`` event log is first copied to
-local scratch through ``core.storage`` (fsspec): this Spark has no hadoop-aws jars; on EMR or Glue
-Spark reads ``s3://`` natively and the copy is unnecessary. ``s3://`` outputs are written through
-``core.storage`` as well.
+Storage: local paths are read and written directly. In local mode an ``s3://`` event log is first
+copied to local scratch through ``core.storage`` (fsspec; this Spark has no S3 connector) and the
+customer table's part files go to the driver's scratch. Under spark-submit on EMR or Glue
+(``core.spark.on_cluster``) Spark reads the ``s3://`` log itself and writes the part files beside
+the output (``<out>/_spark_parts/``, removed after the merge), where every executor can write.
+Outputs are written through ``core.storage``.
 """
 from __future__ import annotations
 
 import contextlib
-import glob
 import os
 import re
 import tempfile
 from datetime import datetime
 
 from core import storage
-from core.spark import spark_session
+from core.spark import on_cluster, spark_session
 from core.times import DAY_US, from_us, to_us
 from events.contract import EVENT_LOG_SCHEMA
 
@@ -60,7 +60,10 @@ def _sql_conf(spark, settings: dict[str, str]):
 
 
 def _stage_events(events_uri: str, work: str) -> str:
-    """A local path Spark can read: the log itself, or (s3://) a copy of it under ``work``."""
+    """A path Spark can read: the log itself (a local path, or s3:// under spark-submit on EMR/Glue),
+    or a local copy of an s3:// log under ``work`` (local mode)."""
+    if storage.is_s3(events_uri) and on_cluster():
+        return events_uri
     if not storage.is_s3(events_uri):
         path = storage.filesystem(events_uri)[1]
         if not os.path.isdir(path):
@@ -82,7 +85,8 @@ def load_events(spark, events_path: str, until_us: int | None) -> tuple[int, int
 
     # The contract's columns by name (files missing one read it as null), plus the hive partition.
     schema = from_arrow_schema(EVENT_LOG_SCHEMA)
-    if not glob.glob(os.path.join(events_path, "**", "*.parquet"), recursive=True):
+    fs, root = storage.filesystem(events_path)
+    if not fs.glob(root.rstrip("/") + "/**/*.parquet"):
         raise ValueError(f"no events found under {events_path}")
     raw = (spark.read.schema(schema).option("recursiveFileLookup", "true")
            .option("pathGlobFilter", "*.parquet").parquet(events_path))
@@ -128,24 +132,27 @@ def _as_written_by_duckdb(table):
     return table.cast(schema)
 
 
-def _write_customer_table(df, uri: str, work: str) -> int:
-    """Spark writes the sorted table as part files; they are streamed into one file at ``uri``."""
+def _write_customer_table(df, uri: str, folder: str) -> int:
+    """Spark's tasks write the sorted table as part files under ``folder`` (storage every executor
+    reaches); they are streamed into one file at ``uri`` and removed."""
     import pyarrow.parquet as pq
 
-    folder = os.path.join(work, "customer_parts")
     df.write.mode("overwrite").parquet(folder)
-    parts = sorted(glob.glob(os.path.join(folder, "part-*.parquet")))  # part numbers follow the sort order
+    fs, root = storage.filesystem(folder)
+    parts = sorted(fs.glob(root.rstrip("/") + "/part-*.parquet"))  # part numbers follow the sort order
     rows = 0
     with _ParquetParts(uri) as out:
         for path in parts:
-            f = pq.ParquetFile(path)
+            f = pq.ParquetFile(fs.open(path, "rb"))
             schema = _plain_schema(f.schema_arrow)
             for i in range(f.num_row_groups):
                 group = f.read_row_group(i).replace_schema_metadata(None).cast(schema)
                 rows += group.num_rows
                 out.write(group)
         if not rows:   # keep the schema of an empty table
-            out.write(pq.read_table(parts[0]).replace_schema_metadata(None) if parts else df.limit(0).toArrow())
+            out.write(pq.read_table(fs.open(parts[0], "rb")).replace_schema_metadata(None) if parts
+                      else df.limit(0).toArrow())
+    fs.rm(root, recursive=True)
     return rows
 
 
@@ -172,7 +179,9 @@ def run_backfill(events_uri: str, out_uri: str, until: datetime | None = None,
             tables[stmt[0]] = cached[-1]
             if stmt[0] == "customer_snapshots":
                 written[C.CUSTOMER_VIEW] = f"{out}/{C.CUSTOMER_VIEW}.parquet"
-                customer_rows = _write_customer_table(cached[-1], written[C.CUSTOMER_VIEW], work)
+                # local mode: the driver's scratch; on a cluster: beside the output, where executors write
+                parts = f"{out}/_spark_parts" if on_cluster() else os.path.join(work, "customer_parts")
+                customer_rows = _write_customer_table(cached[-1], written[C.CUSTOMER_VIEW], parts)
         counts = {}
         for view in (C.TUTOR_VIEW, C.SUBJECT_VIEW, C.MARKETPLACE_VIEW):
             table = _as_written_by_duckdb(tables[view].toArrow().replace_schema_metadata(None))

@@ -129,3 +129,27 @@ def test_missing_java_is_one_clean_line(world, tmp_path):
     lines = done.stderr.strip().splitlines()
     assert len(lines) == 1 and "Java 17+" in lines[0] and "JAVA_HOME" in lines[0], done.stderr
     assert "backfill:" not in done.stdout
+
+
+def test_spark_submit_runs_the_backfill_in_the_clusters_session(world, tmp_path):
+    """deploy/spark_job.py under spark-submit (a local master standing in for a cluster): the session is
+    spark-submit's (core.spark.on_cluster), the part files go beside the output and are removed, and
+    the tables equal DuckDB's bit for bit."""
+    ws = tmp_path / "ws"
+    ws.mkdir()
+    os.symlink(world / "events", ws / "events")
+    duck = run_backfill(str(world / "events"), str(tmp_path / "duckdb"), progress=False)
+    submit = Path(sys.executable).parent / "spark-submit"
+    import pyspark
+
+    env = {**os.environ, "MHP_SPARK_MASTER": "not-a-master",    # ignored under spark-submit
+           "SPARK_HOME": os.path.dirname(pyspark.__file__), "PYSPARK_PYTHON": sys.executable,
+           "PYSPARK_DRIVER_PYTHON": sys.executable}
+    proc = subprocess.run([str(submit), "--master", "local[1]", "--conf", "spark.ui.enabled=false",
+                           "--conf", "spark.driver.host=127.0.0.1", "--conf", "spark.driver.bindAddress=127.0.0.1",
+                           str(ROOT / "deploy" / "spark_job.py"), "backfill", "--engine", "spark", "--no-validate",
+                           "--workspace", str(ws)], capture_output=True, text=True, env=env, cwd=ROOT, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "local[1]" in proc.stdout   # the master spark-submit was given, not MHP_SPARK_MASTER
+    assert not (ws / "features" / "_spark_parts").exists()
+    assert_same_tables(duck.outputs, {v: str(ws / "features" / f"{v}.parquet") for v in VIEWS})
