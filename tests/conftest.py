@@ -65,6 +65,11 @@ def moto_endpoint(moto_server_url):
             yield moto_server_url
         finally:
             local_aws.reset_moto(moto_server_url)
+            # boto3's default session caches the dummy credentials (a bare boto3.client(...) in a test):
+            # later tests must see the environment as it is again.
+            import boto3
+
+            boto3.DEFAULT_SESSION = None
 
 
 # --- the console (tests/test_console*.py) ------------------------------------
