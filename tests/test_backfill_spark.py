@@ -132,7 +132,8 @@ def test_missing_java_is_one_clean_line(world, tmp_path):
 
 
 def test_spark_submit_runs_the_backfill_in_the_clusters_session(world, tmp_path):
-    """deploy/spark_job.py under spark-submit (a local master standing in for a cluster): the session is
+    """deploy/spark_job.py under spark-submit (a local master standing in for a cluster; the command given
+    as Glue passes it, beside an argument of Glue's own): the session is
     spark-submit's (core.spark.on_cluster), the part files go beside the output and are removed, and
     the tables equal DuckDB's bit for bit."""
     ws = tmp_path / "ws"
@@ -147,8 +148,9 @@ def test_spark_submit_runs_the_backfill_in_the_clusters_session(world, tmp_path)
            "PYSPARK_DRIVER_PYTHON": sys.executable}
     proc = subprocess.run([str(submit), "--master", "local[1]", "--conf", "spark.ui.enabled=false",
                            "--conf", "spark.driver.host=127.0.0.1", "--conf", "spark.driver.bindAddress=127.0.0.1",
-                           str(ROOT / "deploy" / "spark_job.py"), "backfill", "--engine", "spark", "--no-validate",
-                           "--workspace", str(ws)], capture_output=True, text=True, env=env, cwd=ROOT, timeout=600)
+                           str(ROOT / "deploy" / "spark_job.py"), "--JOB_NAME", "as-glue-adds-it", "--mhp-args",
+                           f"backfill --engine spark --no-validate --workspace {ws}"],
+                          capture_output=True, text=True, env=env, cwd=ROOT, timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "local[1]" in proc.stdout   # the master spark-submit was given, not MHP_SPARK_MASTER
     assert not (ws / "features" / "_spark_parts").exists()
