@@ -5,6 +5,7 @@ import argparse
 from pathlib import Path
 
 from core.errors import UsageError
+from mhp.commands.train import parse_hyperparameters
 
 
 def register(subparsers) -> None:
@@ -47,24 +48,6 @@ def _seeds(text: str | None) -> list[int]:
         raise UsageError(f"--seeds: expected comma-separated integers, got {text!r}") from None
 
 
-def _hyperparameters(items: list[str]) -> dict:
-    from training.sagemaker_entry import HYPERPARAMETERS, _decode_string  # lazy: only when this command runs
-
-    hps = {}
-    for item in items:
-        name, sep, value = item.partition("=")
-        key = name.strip().replace("-", "_")
-        if not sep:
-            raise UsageError(f"--set {item!r}: expected NAME=VALUE")
-        if key not in HYPERPARAMETERS:
-            raise UsageError(f"--set {name!r}: unknown hyperparameter; known: {', '.join(sorted(HYPERPARAMETERS))}")
-        try:
-            hps[key] = HYPERPARAMETERS[key][0](_decode_string(value))
-        except (ValueError, TypeError) as exc:
-            raise UsageError(f"--set {name}={value!r}: {exc}") from None
-    return hps
-
-
 def run(args: argparse.Namespace) -> int:
     from training.protocol import ProtocolError, format_text, run_protocol  # lazy: only when this command runs
 
@@ -72,7 +55,7 @@ def run(args: argparse.Namespace) -> int:
         raise UsageError(f"--replicates: must be >= 1, got {args.replicates}")
     try:
         summary = run_protocol(_seeds(args.seeds), Path(args.workdir), customers=args.customers, days=args.days,
-                               hyperparameters=_hyperparameters(args.hyperparameters),
+                               hyperparameters=parse_hyperparameters(args.hyperparameters),
                                allow_dev_seeds=args.allow_dev_seeds, n_replicates=args.replicates,
                                bootstrap_seed=args.bootstrap_seed, keep=args.keep, progress=not args.no_progress,
                                log=lambda s: print(s, flush=True))

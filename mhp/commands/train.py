@@ -40,18 +40,12 @@ def register(subparsers) -> None:
     p.set_defaults(func=run)
 
 
-def run(args: argparse.Namespace) -> int:
-    from training.artifact import pack_model_dir  # lazy: loaded only when this command runs (keeps `mhp --help` light)
-    from training.sagemaker_entry import (  # lazy: loaded only when this command runs (keeps `mhp --help` light)
-        HYPERPARAMETERS,
-        DatasetError,
-        HyperparameterError,
-        _decode_string,
-        run_training,
-    )
+def parse_hyperparameters(items: list[str]) -> dict:
+    """``--set NAME=VALUE`` options as typed hyperparameters (names as the training job knows them)."""
+    from training.sagemaker_entry import HYPERPARAMETERS, _decode_string  # lazy: only when a command runs
 
     hps = {}
-    for item in args.hyperparameters:
+    for item in items:
         name, sep, value = item.partition("=")
         key = name.strip().replace("-", "_")
         if not sep:
@@ -62,6 +56,19 @@ def run(args: argparse.Namespace) -> int:
             hps[key] = HYPERPARAMETERS[key][0](_decode_string(value))
         except (ValueError, TypeError) as exc:
             raise UsageError(f"--set {name}={value!r}: {exc}") from None
+    return hps
+
+
+def run(args: argparse.Namespace) -> int:
+    from training.artifact import pack_model_dir  # lazy: loaded only when this command runs (keeps `mhp --help` light)
+    from training.sagemaker_entry import (  # lazy: loaded only when this command runs (keeps `mhp --help` light)
+        HYPERPARAMETERS,
+        DatasetError,
+        HyperparameterError,
+        run_training,
+    )
+
+    hps = parse_hyperparameters(args.hyperparameters)
     for key, value in (("epochs", args.epochs), ("seed", args.seed)):
         if value is not None:
             try:
