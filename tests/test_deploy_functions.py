@@ -200,7 +200,7 @@ def test_the_ingester_scores_and_alerts_through_the_endpoint_and_sns(deployed, i
     assert {a["type"] for a in bad} >= {"churn_risk_ib_calls"}
     # the score came from the endpoint (our inference server, the toy model) at the event time
     assert {a["model_version"] for a in alerts} == {deployed["server"].model_version}
-    assert all(T0 + timedelta(days=12) <= ts(a["as_of"]) < MIDNIGHT for a in bad)
+    assert all(T0 + timedelta(days=12) <= ts(a["as_of"]) < MIDNIGHT for a in bad), [(a["type"], a["as_of"]) for a in bad]
     ib = next(a for a in bad if a["type"] == "churn_risk_ib_calls")
     assert ib["severity"] == "critical" and ib["value"] > 0.7 and ib["top_features"]
     # cooldown 24 h (the stack's AlertCooldownHours) in event time: at most one alert per type and day

@@ -57,7 +57,7 @@ def test_cooldown_is_event_time_both_sides_and_outbox_keeps_alerts(tmp_path):
 
 
 def test_attribution_is_the_occlusion_difference(tmp_path):
-    art = load_artifact(train_toy_model(tmp_path, n_rows=800, epochs=3))
+    art = load_artifact(train_toy_model(tmp_path))
     names = [f["name"] for f in model_input_schema()["features"]]
     row = {n: None for n in names}
     row.update(ib_call_count_14d=12.0, negative_sentiment_calls_14d=10.0, session_count_30d=9.0)

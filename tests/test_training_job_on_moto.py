@@ -97,7 +97,10 @@ def test_launch_creates_the_training_job_moto_received(moto_endpoint, no_interne
               "import training.sagemaker_entry, training.quality, validation.gate, validation.suites\n"
               "assert training.quality.__file__.startswith(sys.argv[1]), training.quality.__file__\n"
               "print('ok')")
-    proc = subprocess.run([sys.executable, "-I", "-S", "-c", script, str(tmp_path / "src"),
+    # a script file, not -c: pyspark (which great_expectations imports when it is installed) takes a main
+    # module without a file for its own doctest run and exits
+    (tmp_path / "check_imports.py").write_text(script)
+    proc = subprocess.run([sys.executable, "-I", "-S", str(tmp_path / "check_imports.py"), str(tmp_path / "src"),
                            sysconfig.get_paths()["purelib"]], capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0 and proc.stdout.strip() == "ok", proc.stderr[-2000:]
 
