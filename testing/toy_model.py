@@ -123,7 +123,7 @@ def train_toy_model(out_dir, n_rows: int = 2400, epochs: int = 12, seed: int = 0
     pre = Preprocessor.fit_train_split(frame, schema)
     x = {s: pre.transform(p) for s, p in parts.items()}
     y = {s: {h: p[c].to_numpy(dtype=float) for h, c in HEAD_LABELS.items()} for s, p in parts.items()}
-    # max_pos_weight 10 (the training default until session 10): the serving tests' expected alerts
+    # max_pos_weight 10 (not the training default, 3): the serving tests' expected alerts
     # were set on the toy's scores with it
     config = TrainConfig(epochs=epochs, hidden=tuple(hidden), patience=3, seed=seed, max_pos_weight=10.0)
     result = train_multitask(x["train"], y["train"], x["validation"], y["validation"], config)

@@ -17,7 +17,7 @@ Request (``application/json``), one of
 * ``{"instances": [{feature: value, ...}, ...]}``, a bare list of such objects, or one object;
 * ``{"columns": [feature, ...], "data": [[value, ...], ...]}`` (pandas' "split" orientation):
   the names once, then one list of values per row -- about a sixth of the bytes of the
-  row objects for the 169-feature model, and as much less JSON to parse.
+  row objects for the 178-feature model, and as much less JSON to parse.
 
 Every row must carry exactly the model's features (null allowed: missing is not zero).
 Numbers must be finite and within float32's range: ``NaN``, ``Infinity`` and ``-Infinity``
