@@ -30,7 +30,6 @@ import pyarrow as pa
 from feast import FeatureStore
 from feast.feature_view import FeatureView
 from feast.infra.offline_stores.file_source import FileSource
-from feast.infra.offline_stores.ibis import get_historical_features_ibis
 from feast.infra.offline_stores.offline_store import RetrievalJob
 from feast.infra.registry.base_registry import BaseRegistry
 from feast.repo_config import RepoConfig
@@ -38,8 +37,8 @@ from pydantic import StrictStr
 
 from core.spark import spark_session
 
-from .asof_retrieval import AsOfRetrievalJob, asof_job
-from .feast_offline import S3DuckDBOfflineStore, S3DuckDBOfflineStoreConfig, _common
+from .asof_retrieval import AsOfRetrievalJob
+from .feast_offline import S3DuckDBOfflineStore, S3DuckDBOfflineStoreConfig
 from .spark_pit_join import spark_pit_join
 
 TYPE = "features.feast_spark_offline.SparkFileOfflineStore"
@@ -63,13 +62,10 @@ class SparkFileOfflineStore(S3DuckDBOfflineStore):
         full_feature_names: bool = False,
         filter_by_created_timestamp: bool = False,
     ) -> RetrievalJob:
-        common = _common(config)
-        stock = get_historical_features_ibis(  # lazy: planned by Feast, never executed
-            config=config, feature_views=feature_views, feature_refs=feature_refs, entity_df=entity_df,
-            registry=registry, project=project, full_feature_names=full_feature_names,
-            filter_by_created_timestamp=filter_by_created_timestamp, **common)
-        planned = asof_job(stock, entity_df, feature_views, feature_refs, full_feature_names,
-                           filter_by_created_timestamp, common["data_source_reader"], str(config.repo_path))
+        # the DuckDB store's plan (Feast's query, one ViewJoin per view), its join then run by Spark
+        planned = S3DuckDBOfflineStore.get_historical_features(
+            config, feature_views, feature_refs, entity_df, registry, project, full_feature_names,
+            filter_by_created_timestamp)
         if not isinstance(planned, AsOfRetrievalJob):
             raise ValueError("the Spark offline store serves pandas entity frames over FileSource views without "
                              "field mappings or a created-timestamp cut-off, with the project's on-demand views; "
