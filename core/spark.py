@@ -13,11 +13,13 @@ Public API::
 
     spark_session() -> pyspark.sql.SparkSession   # created once per process, reused
     on_cluster() -> bool                          # under spark-submit (EMR, Glue): its session, native s3://
+    sql_conf(spark, settings), ANSI_QUOTES        # session SQL settings for one job, restored after
     stop_spark()                                  # stop it (tests, end of a command)
     SparkUnavailable                              # pyspark or Java missing: says how to install
 """
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import subprocess
@@ -92,6 +94,26 @@ def spark_session():
     session.sparkContext.setLogLevel("ERROR")
     _SESSION = session
     return _SESSION
+
+
+#: the generated SQL quotes identifiers the ANSI way ("name"); Spark reads them so with this setting
+ANSI_QUOTES = {"spark.sql.ansi.doubleQuotedIdentifiers": "true"}
+
+
+@contextlib.contextmanager
+def sql_conf(spark, settings: dict[str, str]):
+    """Set session SQL settings for the duration of a job; restore the previous values after."""
+    before = {k: spark.conf.get(k, None) for k in settings}
+    for k, v in settings.items():
+        spark.conf.set(k, v)
+    try:
+        yield
+    finally:
+        for k, v in before.items():
+            if v is None:
+                spark.conf.unset(k)
+            else:
+                spark.conf.set(k, v)
 
 
 def stop_spark() -> None:

@@ -22,14 +22,13 @@ Outputs are written through ``core.storage``.
 """
 from __future__ import annotations
 
-import contextlib
 import os
 import re
 import tempfile
 from datetime import datetime
 
 from core import storage
-from core.spark import on_cluster, spark_session
+from core.spark import ANSI_QUOTES, on_cluster, spark_session, sql_conf
 from core.times import DAY_US, from_us, to_us
 from events.contract import EVENT_LOG_SCHEMA
 
@@ -37,27 +36,6 @@ from . import catalog as C
 from .backfill import BackfillResult, _ParquetParts, write_horizon
 from .backfill_sql import Statement, customer_statements, group_tables
 from .sql_dialect import SPARK
-
-# Session SQL settings the generated statements need: double-quoted identifiers (the catalog's
-# predicates quote field names the ANSI way).
-_SQL_CONF = {"spark.sql.ansi.doubleQuotedIdentifiers": "true"}
-
-
-@contextlib.contextmanager
-def _sql_conf(spark, settings: dict[str, str]):
-    """Set session SQL settings for the duration of the job; restore the previous values after."""
-    before = {k: spark.conf.get(k, None) for k in settings}
-    for k, v in settings.items():
-        spark.conf.set(k, v)
-    try:
-        yield
-    finally:
-        for k, v in before.items():
-            if v is None:
-                spark.conf.unset(k)
-            else:
-                spark.conf.set(k, v)
-
 
 def _stage_events(events_uri: str, work: str) -> str:
     """A path Spark can read: the log itself (a local path, or s3:// under spark-submit on EMR/Glue),
@@ -75,22 +53,26 @@ def _stage_events(events_uri: str, work: str) -> str:
     return local
 
 
+def read_event_log(spark, events_path: str):
+    """The log's Parquet files as a DataFrame with the contract's columns by name (a file missing one
+    reads it as null, as DuckDB's union_by_name): no schema inference over every file."""
+    from pyspark.sql.pandas.types import from_arrow_schema  # lazy: pyspark loads only when Spark runs
+
+    return (spark.read.schema(from_arrow_schema(EVENT_LOG_SCHEMA)).option("recursiveFileLookup", "true")
+            .option("pathGlobFilter", "*.parquet").parquet(events_path))
+
+
 def load_events(spark, events_path: str, until_us: int | None) -> tuple[int, int | None, int]:
     """Expose the log as views ``ev_raw`` / ``ev_all`` / ``ev`` with ``tsu`` (microseconds);
     returns the cap in microseconds (default: the midnight after the last event), the first
     event's time at or before it (None: no event) and the number of events after it.
 
     ``ev_all`` is cached (memory, spilling to disk): every statement scans it."""
-    from pyspark.sql.pandas.types import from_arrow_schema
-
     # The contract's columns by name (files missing one read it as null), plus the hive partition.
-    schema = from_arrow_schema(EVENT_LOG_SCHEMA)
     fs, root = storage.filesystem(events_path)
     if not fs.glob(root.rstrip("/") + "/**/*.parquet"):
         raise ValueError(f"no events found under {events_path}")
-    raw = (spark.read.schema(schema).option("recursiveFileLookup", "true")
-           .option("pathGlobFilter", "*.parquet").parquet(events_path))
-    raw.createOrReplaceTempView("ev_log")
+    read_event_log(spark, events_path).createOrReplaceTempView("ev_log")
     cols = ", ".join(f'"{n}"' for n in EVENT_LOG_SCHEMA.names)
     spark.sql(f'SELECT {cols}, {SPARK.epoch_us(chr(34) + "timestamp" + chr(34))} AS tsu FROM ev_log') \
         .createOrReplaceTempView("ev_raw")
@@ -163,7 +145,7 @@ def run_backfill(events_uri: str, out_uri: str, until: datetime | None = None,
     from tqdm import tqdm
 
     spark = spark_session()
-    with tempfile.TemporaryDirectory(prefix="backfill-spark-") as work, _sql_conf(spark, _SQL_CONF):
+    with tempfile.TemporaryDirectory(prefix="backfill-spark-") as work, sql_conf(spark, ANSI_QUOTES):
         events_path = _stage_events(events_uri, work)
         until_us, first_us, later = load_events(spark, events_path, None if until is None else to_us(until))
         if first_us is None:

@@ -16,7 +16,6 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from core.times import DAY_US, from_us, to_us
-from events.contract import EVENT_LOG_SCHEMA
 from labels import (
     AGGREGATES,
     CHURN,
@@ -105,20 +104,17 @@ def compute_labels_spark(spark, events_uri: str, entity_df: pd.DataFrame, data_e
     ent = _label_rows(entity_df, data_end_us)
     tag = uuid.uuid4().hex[:12]
     rows, ev = f"label_rows_{tag}", f"ev_{tag}"
-    from pyspark.sql.pandas.types import from_arrow_schema
+    from core.spark import ANSI_QUOTES, sql_conf  # lazy: Spark only for this engine
+    from features.backfill_spark import read_event_log  # lazy: as above
 
-    # the contract's columns (a file without one reads it as null, as DuckDB's union_by_name): no
-    # schema inference over every file of the log
-    events = spark.read.schema(from_arrow_schema(EVENT_LOG_SCHEMA)).parquet(events_uri)
+    events = read_event_log(spark, events_uri)
     (events.drop("date").selectExpr("*", "unix_micros(`timestamp`) AS tsu").where(f"tsu <= {int(data_end_us)}")
      .createOrReplaceTempView(ev))
     spark.createDataFrame(pa.Table.from_pandas(ent, preserve_index=False)).createOrReplaceTempView(rows)
-    before = spark.conf.get("spark.sql.ansi.doubleQuotedIdentifiers")
-    spark.conf.set("spark.sql.ansi.doubleQuotedIdentifiers", "true")
     try:
-        got = spark.sql(label_sql(rows=rows, events=ev)).toArrow()
+        with sql_conf(spark, ANSI_QUOTES):
+            got = spark.sql(label_sql(rows=rows, events=ev)).toArrow()
     finally:
-        spark.conf.set("spark.sql.ansi.doubleQuotedIdentifiers", before)
         spark.catalog.dropTempView(rows)
         spark.catalog.dropTempView(ev)
     got = got.take(pc.sort_indices(got.column("row_id")))
